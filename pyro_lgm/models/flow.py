@@ -1,0 +1,84 @@
+"""A flow model: an ``nn.Module`` that owns its transforms and returns a distribution.
+
+Every flow in the library (planar stacks, MAF, IAF, NICE, RealNVP, later Glow and Flow++)
+is a :class:`Flow`: calling it returns a
+:class:`~pyro.distributions.TransformedDistribution` over a standard-normal base bound to
+the current parameters, so ``log_prob``, ``sample``, ``pyro.sample(..., obs=x)`` and
+composition need no special path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.distributions import Transform
+
+__all__ = ["Flow"]
+
+
+class Flow(nn.Module):
+    r"""A normalizing flow :math:`x = f_K \circ \dots \circ f_1(z)`, :math:`z \sim N(0, I)`.
+
+    .. math::
+        \log p(x) = \log N(f^{-1}(x); 0, I) - \sum_k \log |\det J_{f_k}|
+
+    Args:
+        event_shape: shape of one sample, e.g. ``(2,)`` or ``(1, 28, 28)``.
+        transforms: the transforms from the base to the data, in order. Modules among
+            them are registered as sub-modules so their parameters train.
+        conditional: ``True`` when some transforms are ``ConditionalTransformModule`` s;
+            the call then requires ``context``.
+
+    Calling the module returns the distribution: ``flow(context=None)``.
+
+    Example:
+        >>> import torch
+        >>> from pyro.distributions.transforms import AffineTransform
+        >>> flow = Flow((2,), [AffineTransform(torch.zeros(2), 2 * torch.ones(2), event_dim=1)])
+        >>> d = flow()
+        >>> d.log_prob(torch.zeros(3, 2)).shape
+        torch.Size([3])
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        transforms: Sequence[Transform],
+        conditional: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.event_shape = torch.Size(event_shape)
+        self.transforms = list(transforms)
+        # Register modules so that .parameters(), .to() and state_dict() see them.
+        self.layers = nn.ModuleList([t for t in self.transforms if isinstance(t, nn.Module)])
+        if conditional is None:
+            conditional = any(isinstance(t, dist.ConditionalTransform) for t in self.transforms)
+        self.conditional = bool(conditional)
+        self.register_buffer("_loc", torch.zeros(()), persistent=False)
+
+    def base(self) -> dist.Distribution:
+        """The standard-normal base distribution on this module's device and dtype."""
+        loc = self._loc.expand(self.event_shape)
+        return dist.Normal(loc, torch.ones_like(loc)).to_event(len(self.event_shape))
+
+    def forward(self, context: torch.Tensor | None = None) -> dist.TransformedDistribution:
+        """Return ``p(x | context)`` as a ``TransformedDistribution``.
+
+        Args:
+            context: ``(..., context_dim)`` tensor, required iff the flow is conditional.
+        """
+        if self.conditional and context is None:
+            raise ValueError("context: this flow is conditional; pass a context tensor")
+        if not self.conditional and context is not None:
+            raise ValueError("context: this flow is not conditional; pass context=None")
+        ts = [
+            t.condition(context) if isinstance(t, dist.ConditionalTransform) else t
+            for t in self.transforms
+        ]
+        return dist.TransformedDistribution(self.base(), ts)
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}, conditional={self.conditional}"

@@ -1,0 +1,637 @@
+r"""Property assertions for transforms and distributions.
+
+Each assertion raises :class:`AssertionError` with a message saying which property failed,
+where (batch index, position) and by how much; it returns ``None`` when the property holds.
+
+* :func:`assert_bijective` - :math:`f^{-1}(f(x)) = x` and :math:`f(f^{-1}(y)) = y`,
+  evaluated on fresh tensors so a transform's cache cannot hide a missing inverse.
+* :func:`assert_log_abs_det_jacobian` - ``log_abs_det_jacobian`` equals
+  :math:`\log|\det \partial f(x)/\partial x|` of the Jacobian built with
+  :mod:`torch.autograd` on a float64 copy of the transform.
+* :func:`assert_inverse_log_det` - the inverse's log-det is the negative of the forward's.
+* :func:`assert_autoregressive` - output ``i`` has exactly zero gradient with respect to
+  every input at or after ``i`` in the order, and optionally no blind spot.
+* :func:`assert_normalized` - a discrete distribution sums to one over its whole support;
+  a continuous one in one or two dimensions integrates to one.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import weakref
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Transform, constraints
+
+__all__ = [
+    "assert_autoregressive",
+    "assert_bijective",
+    "assert_inverse_log_det",
+    "assert_log_abs_det_jacobian",
+    "assert_normalized",
+    "devices",
+    "to_float64",
+    "tolerance",
+]
+
+_TOLERANCES = {
+    torch.float64: {"atol": 1e-8, "rtol": 1e-6},
+    torch.float32: {"atol": 1e-4, "rtol": 1e-4},
+    torch.float16: {"atol": 1e-2, "rtol": 1e-2},
+    torch.bfloat16: {"atol": 5e-2, "rtol": 5e-2},
+}
+
+
+def tolerance(dtype: torch.dtype) -> dict[str, float]:
+    """Default ``atol``/``rtol`` of the assertions for computations in ``dtype``.
+
+    Example:
+        >>> tolerance(torch.float64)
+        {'atol': 1e-08, 'rtol': 1e-06}
+    """
+    try:
+        return dict(_TOLERANCES[dtype])
+    except KeyError:
+        raise ValueError(f"dtype: expected a floating dtype, got {dtype}") from None
+
+
+def devices() -> list[torch.device]:
+    """The devices the property suite runs on: the CPU, plus CUDA when it is visible.
+
+    Example:
+        >>> devices()[0]
+        device(type='cpu')
+    """
+    out = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        out.append(torch.device("cuda"))
+    return out
+
+
+def _tol(dtype: torch.dtype, atol: float | None, rtol: float | None) -> tuple[float, float]:
+    d = tolerance(dtype if dtype.is_floating_point else torch.float64)
+    return (d["atol"] if atol is None else atol, d["rtol"] if rtol is None else rtol)
+
+
+def _fmt_index(flat: int, shape: torch.Size) -> tuple[int, ...]:
+    idx = []
+    for s in reversed(shape):
+        idx.append(flat % s)
+        flat //= s
+    return tuple(reversed(idx))
+
+
+def _assert_close(
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    atol: float,
+    rtol: float,
+    what: str,
+) -> None:
+    if actual.shape != expected.shape:
+        try:
+            actual, expected = torch.broadcast_tensors(actual, expected)
+        except RuntimeError:
+            raise AssertionError(
+                f"{what}: shape {tuple(actual.shape)} does not match expected "
+                f"{tuple(expected.shape)}"
+            ) from None
+    a = actual.detach().to(torch.float64)
+    e = expected.detach().to(device=a.device, dtype=torch.float64)
+    if not torch.isfinite(a).all():
+        bad = (~torch.isfinite(a)).nonzero()[0].tolist()
+        raise AssertionError(f"{what}: non-finite value {a[tuple(bad)].item()} at index {bad}")
+    err = (a - e).abs()
+    allowed = atol + rtol * e.abs()
+    if (err > allowed).any():
+        flat = int(torch.argmax(err - allowed).item())
+        idx = _fmt_index(flat, err.shape)
+        raise AssertionError(
+            f"{what}: max error {err.max().item():.3e} exceeds tolerance "
+            f"(atol={atol:g}, rtol={rtol:g}); at index {idx} got {a[idx].item():.10g}, "
+            f"expected {e[idx].item():.10g}"
+        )
+
+
+def _clear_cache(t: object) -> None:
+    if isinstance(t, Transform) and hasattr(t, "_cached_x_y"):
+        t._cached_x_y = None, None
+
+
+def _cast64(obj: object, memo: dict[int, object]) -> object:
+    key = id(obj)
+    if key in memo:
+        return memo[key]
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        if t.is_floating_point():
+            t = t.to(torch.float64)
+        elif t.is_complex():
+            t = t.to(torch.complex128)
+        else:
+            t = t.clone()
+        if isinstance(obj, nn.Parameter):
+            t = nn.Parameter(t.clone(), requires_grad=obj.requires_grad)
+        memo[key] = t
+        return t
+    if isinstance(obj, torch.Size):
+        return obj
+    if isinstance(obj, list):
+        out_list: list = []
+        memo[key] = out_list
+        out_list.extend(_cast64(v, memo) for v in obj)
+        return out_list
+    if isinstance(obj, tuple):
+        items = [_cast64(v, memo) for v in obj]
+        if hasattr(obj, "_fields"):  # namedtuple
+            out = type(obj)(*items)
+        else:
+            out = type(obj)(items)
+        memo[key] = out
+        return out
+    if isinstance(obj, dict):
+        out_dict = type(obj)()
+        memo[key] = out_dict
+        for k, v in obj.items():
+            out_dict[k] = _cast64(v, memo)
+        return out_dict
+    if isinstance(obj, (nn.Module, Transform, Distribution)):
+        new = copy.copy(obj)
+        memo[key] = new
+        for k, v in obj.__dict__.items():
+            if isinstance(v, weakref.ref):
+                new.__dict__[k] = None
+            elif k == "_cached_x_y":
+                new.__dict__[k] = (None, None)
+            else:
+                new.__dict__[k] = _cast64(v, memo)
+        return new
+    return obj
+
+
+def to_float64(obj: object) -> object:
+    """A float64 copy of a transform, module or distribution, leaving the original intact.
+
+    Parameters, buffers and tensor attributes (also non-leaf tensors, e.g. the parameters
+    of a conditioned transform) are detached and cast; caches are cleared.
+
+    Example:
+        >>> from torch.distributions import AffineTransform
+        >>> t = AffineTransform(torch.zeros(2), torch.ones(2))
+        >>> to_float64(t).scale.dtype
+        torch.float64
+    """
+    return _cast64(obj, {})
+
+
+def _event_shape(x: torch.Tensor, event_dim: int, name: str) -> torch.Size:
+    if x.dim() < event_dim:
+        raise ValueError(
+            f"{name}: expected at least {event_dim} dimensions for event_dim={event_dim}, "
+            f"got shape {tuple(x.shape)}"
+        )
+    return x.shape[x.dim() - event_dim :]
+
+
+def assert_bijective(
+    t: Transform, x: torch.Tensor, *, atol: float | None = None, rtol: float | None = None
+) -> None:
+    r"""Assert :math:`f^{-1}(f(x)) = x` and :math:`f(f^{-1}(y)) = y` for ``y = f(x)``.
+
+    Every call gets a fresh tensor (``detach().clone()``), so a transform whose inverse
+    only works through the ``cache_size=1`` cache (as Pyro's planar flow) fails here.
+
+    Args:
+        t: the transform.
+        x: ``(*batch, *event)`` points in ``t.domain``.
+        atol, rtol: tolerances; default :func:`tolerance` of ``x.dtype``.
+
+    Example:
+        >>> from torch.distributions import ExpTransform
+        >>> assert_bijective(ExpTransform(), torch.randn(5, dtype=torch.float64))
+    """
+    atol, rtol = _tol(x.dtype, atol, rtol)
+    name = type(t).__name__
+    x = x.detach().clone()
+    y = t(x).detach().clone()
+    try:
+        x_rec = t.inv(y.detach().clone())
+    except Exception as exc:  # a missing inverse is a failed property, not a crash
+        raise AssertionError(
+            f"{name}: inverse raised {type(exc).__name__}: {exc} on a fresh tensor"
+        ) from exc
+    _assert_close(x_rec, x, atol, rtol, f"{name}: inv(f(x)) != x")
+    y_rec = t(x_rec.detach().clone())
+    _assert_close(y_rec, y, atol, rtol, f"{name}: f(inv(y)) != y")
+
+
+def _jacobian_blocks(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, event_dim_in: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-batch-element Jacobians of ``fn`` (batch elements assumed independent).
+
+    Returns ``(y, J)`` with ``J`` of shape ``(N, D_out, D_in)``.
+    """
+    x = x.detach().clone().requires_grad_(True)
+    y = fn(x)
+    n = int(math.prod(x.shape[: x.dim() - event_dim_in]))
+    d_in = int(math.prod(x.shape[x.dim() - event_dim_in :]))
+    y_flat = y.reshape(n, -1)
+    d_out = y_flat.shape[1]
+    rows = []
+    for j in range(d_out):
+        out_j = y_flat[:, j].sum()
+        if not out_j.requires_grad:
+            rows.append(torch.zeros(n, d_in, dtype=x.dtype, device=x.device))
+            continue
+        (g,) = torch.autograd.grad(out_j, x, retain_graph=True, allow_unused=True)
+        if g is None:
+            g = torch.zeros_like(x)
+        rows.append(g.reshape(n, d_in))
+    jac = torch.stack(rows, dim=1)
+    return y, jac
+
+
+def assert_log_abs_det_jacobian(
+    t: Transform, x: torch.Tensor, *, atol: float | None = None, rtol: float | None = None
+) -> None:
+    r"""Assert ``t.log_abs_det_jacobian(x, t(x))`` equals :math:`\log|\det J_f(x)|`.
+
+    The reference Jacobian is built with :mod:`torch.autograd` on a float64 copy of ``t``
+    (see :func:`to_float64`), one block per batch element; for ``(C, H, W)`` events it is
+    the Jacobian of the flattened event. Both the float64 copy and ``t`` itself (in its own
+    dtype) must match the reference. Context batches of conditioned transforms that
+    broadcast against ``x`` are handled by expanding ``x`` first.
+
+    Args:
+        t: the transform; ``t.domain.event_dim`` decides what an event is.
+        x: ``(*batch, *event)`` points in ``t.domain``.
+        atol, rtol: tolerances for ``t`` in ``x.dtype`` (the float64 copy is checked with
+            the float64 defaults unless ``x`` is float64 and tolerances are given).
+
+    Example:
+        >>> from torch.distributions import ExpTransform
+        >>> assert_log_abs_det_jacobian(ExpTransform(), torch.randn(4, 3))
+    """
+    name = type(t).__name__
+    atol, rtol = _tol(x.dtype, atol, rtol)
+    ed_in = t.domain.event_dim
+    ed_out = t.codomain.event_dim
+    _event_shape(x, ed_in, "x")
+    with torch.no_grad():
+        y0 = t(x.detach().clone())
+    out_batch = y0.shape[: y0.dim() - ed_out]
+    in_event = x.shape[x.dim() - ed_in :]
+    x_full = x.detach().expand(out_batch + in_event).clone()
+
+    t64 = to_float64(t)
+    _clear_cache(t)
+    x64 = x_full.to(torch.float64)
+    y64, jac = _jacobian_blocks(t64, x64, ed_in)
+    if jac.shape[1] != jac.shape[2]:
+        raise AssertionError(
+            f"{name}: Jacobian is not square ({jac.shape[1]} outputs, {jac.shape[2]} inputs)"
+        )
+    ref = torch.linalg.slogdet(jac)[1].reshape(out_batch)
+
+    ld64 = t64.log_abs_det_jacobian(x64, y64.detach())
+    a64, r64 = _tol(torch.float64, None, None)
+    if x.dtype == torch.float64:
+        a64, r64 = atol, rtol
+    _assert_close(
+        ld64.expand(out_batch) if ld64.dim() <= len(out_batch) else ld64,
+        ref,
+        a64,
+        r64,
+        f"{name}: log_abs_det_jacobian (float64 copy) != log|det J| from autograd",
+    )
+    y = t(x_full)
+    ld = t.log_abs_det_jacobian(x_full, y)
+    _assert_close(
+        ld.expand(out_batch) if ld.dim() <= len(out_batch) else ld,
+        ref,
+        atol,
+        rtol,
+        f"{name}: log_abs_det_jacobian ({x.dtype}) != log|det J| from autograd",
+    )
+
+
+def assert_inverse_log_det(
+    t: Transform, x: torch.Tensor, *, atol: float | None = None, rtol: float | None = None
+) -> None:
+    r"""Assert ``t.inv.log_abs_det_jacobian(y, x) == -t.log_abs_det_jacobian(x, y)``.
+
+    The inverse side is evaluated on a fresh ``y`` and the ``x`` that ``t.inv`` computes
+    from it, *after* the forward call, so log-dets that silently reuse state from the last
+    forward pass are caught.
+
+    Args:
+        t: the transform.
+        x: ``(*batch, *event)`` points in ``t.domain``.
+
+    Example:
+        >>> from torch.distributions import ExpTransform
+        >>> assert_inverse_log_det(ExpTransform(), torch.randn(4, dtype=torch.float64))
+    """
+    atol, rtol = _tol(x.dtype, atol, rtol)
+    x = x.detach().clone()
+    y = t(x)
+    fwd = t.log_abs_det_jacobian(x, y).detach()
+    y_fresh = y.detach().clone()
+    x_back = t.inv(y_fresh)
+    inv = t.inv.log_abs_det_jacobian(y_fresh, x_back).detach()
+    _assert_close(
+        inv,
+        -fwd,
+        atol,
+        rtol,
+        f"{type(t).__name__}: inv.log_abs_det_jacobian(y, x) != -log_abs_det_jacobian(x, y)",
+    )
+
+
+def _order_ranks(order: Sequence[int] | torch.Tensor | None, d: int) -> torch.Tensor:
+    if order is None:
+        order_t = torch.arange(d)
+    else:
+        order_t = torch.as_tensor(order, dtype=torch.long).flatten().cpu()
+    if order_t.numel() != d or not torch.equal(order_t.sort().values, torch.arange(d)):
+        raise ValueError(
+            f"order: expected a permutation of the {d} flat event positions, got "
+            f"{order_t.tolist() if order_t.numel() <= 20 else tuple(order_t.shape)}"
+        )
+    rank = torch.empty(d, dtype=torch.long)
+    rank[order_t] = torch.arange(d)
+    return rank
+
+
+def assert_autoregressive(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    order: Sequence[int] | torch.Tensor | None = None,
+    *,
+    include_self: bool = False,
+    no_blind_spot: bool = False,
+) -> None:
+    r"""Assert that ``fn`` is autoregressive in ``order``.
+
+    For a position :math:`i` with rank :math:`r(i)` in the order, the output at :math:`i`
+    must satisfy :math:`\partial\, \mathrm{out}_i / \partial x_j = 0` exactly for every
+    :math:`j` with :math:`r(j) \ge r(i)` (:math:`r(j) > r(i)` when ``include_self``, as for
+    an autoregressive *transform* whose :math:`y_i` depends on :math:`x_i`). With
+    ``no_blind_spot`` every :math:`j` with :math:`r(j) < r(i)` must reach output :math:`i`
+    (a nonzero gradient for at least one batch element) - the check that catches the
+    PixelCNN blind spot.
+
+    Args:
+        fn: maps ``x`` of shape ``(B, *event)`` to a tensor whose leading dimensions are
+            ``(B, *event)`` (extra trailing dimensions, e.g. logits per class, are allowed).
+        x: ``(B, *event)`` inputs; use several batch elements and generic values so that
+            a dependence is not hidden by a zero gradient at one point.
+        order: the flat event positions in generation order (default: natural order).
+        include_self: allow output ``i`` to depend on input ``i``.
+        no_blind_spot: also require every earlier input to reach each output.
+
+    Example:
+        >>> w = torch.tril(torch.randn(4, 4), diagonal=-1)  # strictly lower triangular
+        >>> assert_autoregressive(lambda x: x @ w.T, torch.randn(3, 4))
+    """
+    if x.dim() < 2:
+        raise ValueError(f"x: expected shape (B, *event) with an event, got {tuple(x.shape)}")
+    b = x.shape[0]
+    d = int(math.prod(x.shape[1:]))
+    rank = _order_ranks(order, d)
+    xg = x.detach().clone().requires_grad_(True)
+    out = fn(xg)
+    if out.shape[: x.dim()] != x.shape:
+        raise ValueError(
+            f"fn: expected an output whose leading dimensions are {tuple(x.shape)}, got "
+            f"{tuple(out.shape)}"
+        )
+    out_flat = out.reshape(b, d, -1)
+    for i in range(d):
+        s = out_flat[:, i].sum()
+        if s.requires_grad:
+            (g,) = torch.autograd.grad(s, xg, retain_graph=True, allow_unused=True)
+        else:
+            g = None
+        if g is None:
+            reach = torch.zeros(d)
+        else:
+            if not torch.isfinite(g).all():
+                raise AssertionError(f"output {i}: non-finite gradient")
+            reach = g.detach().abs().reshape(b, d).sum(0).cpu()
+        forbidden = rank > rank[i] if include_self else rank >= rank[i]
+        leak = (forbidden & (reach != 0)).nonzero().flatten().tolist()
+        if leak:
+            raise AssertionError(
+                f"output at position {i} (rank {int(rank[i])} in the order) depends on "
+                f"input position(s) {leak[:10]} that come "
+                f"{'after' if include_self else 'at or after'} it in the order"
+            )
+        if no_blind_spot:
+            missing = ((rank < rank[i]) & (reach == 0)).nonzero().flatten().tolist()
+            if missing:
+                raise AssertionError(
+                    f"blind spot: output at position {i} (rank {int(rank[i])}) gets no "
+                    f"gradient from earlier input position(s) {missing[:10]}"
+                )
+
+
+def _support_values(support: constraints.Constraint) -> tuple[list[float], int]:
+    """Values of one coordinate of a discrete support, and the reinterpreted ndims."""
+    ndims = 0
+    base = support
+    while isinstance(base, constraints.independent):
+        ndims += base.reinterpreted_batch_ndims
+        base = base.base_constraint
+    if base is constraints.boolean or isinstance(base, type(constraints.boolean)):
+        return [0.0, 1.0], ndims
+    if isinstance(base, constraints.integer_interval):
+        lo_t, hi_t = torch.as_tensor(base.lower_bound), torch.as_tensor(base.upper_bound)
+        if lo_t.unique().numel() != 1 or hi_t.unique().numel() != 1:
+            raise ValueError(
+                "dist.support: the integer interval differs across the batch; pass values=..."
+            )
+        lo, hi = int(lo_t.flatten()[0]), int(hi_t.flatten()[0])
+        return [float(v) for v in range(lo, hi + 1)], ndims
+    raise ValueError(
+        f"dist.support: cannot enumerate {base!r}; pass values=... with the values of one "
+        "coordinate"
+    )
+
+
+def _enumerate_discrete(
+    d: Distribution,
+    values: Sequence[float],
+    max_support_size: int,
+    chunk: int = 4096,
+) -> torch.Tensor:
+    event_shape = d.event_shape
+    e = int(math.prod(event_shape))
+    n = len(values) ** e
+    if n > max_support_size:
+        raise ValueError(
+            f"dist: support has {len(values)}**{e} = {n} points, more than "
+            f"max_support_size={max_support_size}"
+        )
+    sample = d.sample()
+    dtype, device = sample.dtype, sample.device
+    vals = torch.tensor(list(values), dtype=torch.float64)
+    batch = d.batch_shape
+    totals = []
+    grid_iter = itertools.product(range(len(values)), repeat=e)
+    while True:
+        idx = list(itertools.islice(grid_iter, chunk))
+        if not idx:
+            break
+        pts = vals[torch.tensor(idx, dtype=torch.long)].reshape(len(idx), *event_shape)
+        pts = pts.to(dtype=dtype, device=device)
+        pts = pts.reshape(len(idx), *([1] * len(batch)), *event_shape).expand(
+            len(idx), *batch, *event_shape
+        )
+        lp = d.log_prob(pts).to(torch.float64)
+        totals.append(torch.logsumexp(lp, dim=0, keepdim=True))
+    return torch.logsumexp(torch.cat(totals, 0), dim=0)
+
+
+def _trapezoid_weights(n: int, h: float) -> torch.Tensor:
+    w = torch.full((n,), h, dtype=torch.float64)
+    w[0] = w[-1] = h / 2
+    return w
+
+
+def _integrate_continuous(
+    d: Distribution,
+    bounds: Sequence[tuple[float, float]] | None,
+    num_points: int | None,
+    chunk: int = 65536,
+) -> torch.Tensor:
+    event_shape = d.event_shape
+    e = int(math.prod(event_shape))
+    if e not in (1, 2):
+        raise ValueError(
+            f"dist: numerical integration supports events of 1 or 2 numbers, got event_shape "
+            f"{tuple(event_shape)}"
+        )
+    sample = d.sample((4000,))
+    dtype, device = sample.dtype, sample.device
+    if bounds is None:
+        flat = sample.detach().reshape(-1, e).to(torch.float64).cpu()
+        lo, hi = flat.min(0).values, flat.max(0).values
+        span = (hi - lo).clamp_min(1e-3)
+        lo, hi = lo - 0.5 * span, hi + 0.5 * span
+        sup = d.support
+        while isinstance(sup, constraints.independent):
+            sup = sup.base_constraint
+        # Clip to a bounded support (interval, positive, greater_than, ...). An open bound
+        # at a singular point is integrated up to it; the trapezoid end-weight is h/2.
+        lower = getattr(sup, "lower_bound", None)
+        upper = getattr(sup, "upper_bound", None)
+        if lower is not None:
+            lo = lo.clamp_min(float(torch.as_tensor(lower).max()))
+        if upper is not None:
+            hi = hi.clamp_max(float(torch.as_tensor(upper).min()))
+        bounds = list(zip(lo.tolist(), hi.tolist()))
+    if len(bounds) != e:
+        raise ValueError(f"bounds: expected {e} (low, high) pairs, got {len(bounds)}")
+    if num_points is None:
+        num_points = 20001 if e == 1 else 801
+    axes, weights = [], []
+    for lo_i, hi_i in bounds:
+        if not hi_i > lo_i:
+            raise ValueError(f"bounds: expected low < high, got ({lo_i}, {hi_i})")
+        axes.append(torch.linspace(lo_i, hi_i, num_points, dtype=torch.float64))
+        weights.append(_trapezoid_weights(num_points, (hi_i - lo_i) / (num_points - 1)))
+    if e == 1:
+        pts, w = axes[0][:, None], weights[0]
+    else:
+        gx, gy = torch.meshgrid(axes[0], axes[1], indexing="ij")
+        pts = torch.stack([gx.flatten(), gy.flatten()], -1)
+        w = (weights[0][:, None] * weights[1][None, :]).flatten()
+    batch = d.batch_shape
+    total = torch.zeros(batch, dtype=torch.float64)
+    for start in range(0, pts.shape[0], chunk):
+        p = pts[start : start + chunk].to(dtype=dtype, device=device)
+        p = p.reshape(p.shape[0], *([1] * len(batch)), *event_shape).expand(
+            p.shape[0], *batch, *event_shape
+        )
+        with torch.no_grad():
+            inside = d.support.check(p)
+            safe = torch.where(
+                inside.reshape(*inside.shape, *([1] * (p.dim() - inside.dim()))), p, sample[0]
+            )
+            lp = d.log_prob(safe).to(torch.float64)
+            dens = torch.where(inside, lp.exp(), torch.zeros_like(lp)).cpu()
+        wc = w[start : start + chunk].reshape(-1, *([1] * len(batch)))
+        total = total + (dens * wc).sum(0)
+    return total
+
+
+def assert_normalized(
+    d: Distribution,
+    *,
+    atol: float | None = None,
+    values: Sequence[float] | None = None,
+    bounds: Sequence[tuple[float, float]] | None = None,
+    num_points: int | None = None,
+    max_support_size: int = 2**16,
+) -> None:
+    r"""Assert that ``d`` is normalized, for every element of its batch.
+
+    * Discrete support (``boolean`` or ``integer_interval``, possibly ``independent``):
+      :math:`\operatorname{logsumexp}_{x} \log p(x) = 0` over every point of the support,
+      enumerated exhaustively (at most ``max_support_size`` points).
+    * Continuous, with events of one or two numbers:
+      :math:`\int p(x)\,dx = 1` by the trapezoid rule on a grid (``num_points`` per axis,
+      default 20001 in 1-D and 801 in 2-D) over ``bounds`` (default: the range of 4000
+      samples widened by half of it on each side, clipped to an interval support).
+
+    Args:
+        d: the distribution; any ``batch_shape``.
+        atol: allowed ``|log Z|`` (discrete; default 1e-4 in float32, 1e-8 in float64) or
+            ``|Z - 1|`` (continuous; default 1e-4 in 1-D, 2e-3 in 2-D).
+        values: the values of one coordinate, to enumerate a support whose constraint
+            does not say them.
+        bounds: ``[(low, high), ...]`` one pair per event coordinate (continuous).
+        num_points: grid points per axis (continuous).
+        max_support_size: refuse to enumerate more points than this.
+
+    Example:
+        >>> import torch.distributions as td
+        >>> assert_normalized(td.Bernoulli(torch.tensor([0.3, 0.9])))
+        >>> assert_normalized(td.Normal(torch.tensor(0.0), torch.tensor(1.0)))
+    """
+    if d.support.is_discrete:
+        if values is None:
+            values, _ = _support_values(d.support)
+        log_z = _enumerate_discrete(d, values, max_support_size)
+        sample_dtype = d.sample().dtype
+        if atol is None:
+            atol = 1e-8 if sample_dtype == torch.float64 else 1e-4
+        bad = log_z.abs() > atol
+        if bad.any():
+            flat = int(torch.argmax(log_z.abs()).item())
+            idx = _fmt_index(flat, log_z.shape) if log_z.dim() else ()
+            raise AssertionError(
+                f"{type(d).__name__} is not normalized: log of the total mass over the "
+                f"support is {log_z.flatten()[flat].item():.6g} (mass "
+                f"{log_z.flatten()[flat].exp().item():.8g}) at batch index {idx}; expected "
+                f"0 within {atol:g}"
+            )
+        return
+    z = _integrate_continuous(d, bounds, num_points)
+    e = int(math.prod(d.event_shape))
+    if atol is None:
+        atol = 1e-4 if e == 1 else 2e-3
+    err = (z - 1).abs()
+    if (err > atol).any():
+        flat = int(torch.argmax(err).item())
+        idx = _fmt_index(flat, z.shape) if z.dim() else ()
+        raise AssertionError(
+            f"{type(d).__name__} is not normalized: integral of the density is "
+            f"{z.flatten()[flat].item():.8g} at batch index {idx}; expected 1 within {atol:g}"
+        )

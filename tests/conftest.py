@@ -1,0 +1,24 @@
+"""Test-suite configuration: Hypothesis profiles and default threads."""
+
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+
+# "dev" (default) keeps the suite fast on 2 cores; "thorough" runs more examples.
+settings.register_profile(
+    "dev",
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+settings.register_profile(
+    "thorough",
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))

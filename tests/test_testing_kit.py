@@ -1,0 +1,289 @@
+"""Self-tests of pyro_lgm.testing: it accepts correct objects and rejects broken ones."""
+
+import pyro.distributions.transforms as pyro_t
+import pytest
+import torch
+import torch.distributions as td
+from hypothesis import given, settings
+from torch.distributions import Transform, constraints
+
+from pyro_lgm.testing import (
+    assert_autoregressive,
+    assert_bijective,
+    assert_inverse_log_det,
+    assert_log_abs_det_jacobian,
+    assert_normalized,
+    to_float64,
+    tolerance,
+)
+from pyro_lgm.testing import strategies as lst
+
+
+class _Linear(Transform):
+    """y = x @ A.T + b over vector (event_dim=1) or image (event_dim=3) events, with knobs
+    to break it: wrong log-det sign, inverse off by a constant."""
+
+    bijective = True
+
+    def __init__(self, a, b, event_dim=1, ld_sign=1.0, inv_offset=0.0):
+        super().__init__(cache_size=1)
+        self.a, self.b, self.ed = a, b, event_dim
+        self.ld_sign, self.inv_offset = ld_sign, inv_offset
+
+    @property
+    def domain(self):
+        return constraints.independent(constraints.real, self.ed)
+
+    codomain = domain
+
+    def _flat(self, x):
+        return x.reshape(*x.shape[: x.dim() - self.ed], -1)
+
+    def _call(self, x):
+        return (self._flat(x) @ self.a.T + self.b).reshape(x.shape)
+
+    def _inverse(self, y):
+        x = torch.linalg.solve(self.a, (self._flat(y) - self.b).unsqueeze(-1)).squeeze(-1)
+        return x.reshape(y.shape) + self.inv_offset
+
+    def log_abs_det_jacobian(self, x, y):
+        ld = torch.linalg.slogdet(self.a)[1]
+        return self.ld_sign * ld.expand(x.shape[: x.dim() - self.ed])
+
+
+def _linear(d, dtype, device, seed=0, **kw):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, d, generator=g, dtype=torch.float64) + 3 * torch.eye(d, dtype=torch.float64)
+    b = torch.randn(d, generator=g, dtype=torch.float64)
+    return _Linear(a.to(dtype=dtype, device=device), b.to(dtype=dtype, device=device), **kw)
+
+
+# --- the kit accepts correct transforms ----------------------------------------------
+
+
+@settings(max_examples=10)
+@given(d=lst.vector_event_shapes(1, 8), batch=lst.batch_shapes(), data=lst.seeds())
+def test_correct_linear_passes_all(d, batch, data):
+    for dtype in (torch.float32, torch.float64):
+        t = _linear(d[0], dtype, "cpu", seed=data)
+        x = torch.randn(*batch, *d, dtype=dtype)
+        assert_bijective(t, x)
+        assert_log_abs_det_jacobian(t, x)
+        assert_inverse_log_det(t, x)
+
+
+def test_correct_image_transform_passes(device, dtype):
+    t = _linear(2 * 3 * 3, dtype, device, event_dim=3)
+    x = torch.randn(4, 2, 3, 3, dtype=dtype, device=device)
+    assert_bijective(t, x)
+    assert_log_abs_det_jacobian(t, x)
+
+
+def test_torch_and_pyro_transforms_pass(device, dtype):
+    x = torch.randn(5, 3, dtype=dtype, device=device)
+    for t in [td.ExpTransform(), td.SigmoidTransform(), pyro_t.Permute(torch.tensor([2, 0, 1]))]:
+        assert_bijective(t, x)
+        assert_log_abs_det_jacobian(t, x)
+        assert_inverse_log_det(t, x)
+
+
+# --- the kit rejects broken transforms -----------------------------------------------
+
+
+def test_rejects_wrong_log_det_sign(dtype):
+    t = _linear(4, dtype, "cpu", ld_sign=-1.0)
+    with pytest.raises(AssertionError, match="log_abs_det_jacobian.*autograd"):
+        assert_log_abs_det_jacobian(t, torch.randn(6, 4, dtype=dtype))
+
+
+def test_rejects_wrong_log_det_on_images():
+    t = _linear(12, torch.float64, "cpu", event_dim=3, ld_sign=0.5)
+    with pytest.raises(AssertionError, match="log_abs_det_jacobian"):
+        assert_log_abs_det_jacobian(t, torch.randn(2, 3, 2, 2, dtype=torch.float64))
+
+
+def test_rejects_inverse_off_by_a_constant(dtype):
+    t = _linear(3, dtype, "cpu", inv_offset=1e-2)
+    with pytest.raises(AssertionError, match=r"inv\(f\(x\)\) != x"):
+        assert_bijective(t, torch.randn(5, 3, dtype=dtype))
+
+
+def test_rejects_inverse_that_only_works_through_the_cache():
+    # Pyro 1.9.2's planar flow has no inverse: it can only return the cached input.
+    t = pyro_t.Planar(3)
+    with torch.no_grad():
+        t.u.normal_()
+        t.w.normal_()
+    x = torch.randn(4, 3)
+    y = t(x)
+    assert torch.equal(t.inv(y), x)  # the cache answers for the very same tensor ...
+    with pytest.raises(AssertionError, match="inverse raised"):
+        assert_bijective(t, x)  # ... but not for a fresh one
+
+
+class _BadInverseLogDet(_Linear):
+    """Forward is right; the inverse's log-det is wrong (not the negative)."""
+
+    @property
+    def inv(self):
+        outer = self
+
+        class _Inv(Transform):
+            bijective = True
+            domain = outer.codomain
+            codomain = outer.domain
+
+            def _call(self, y):
+                return outer._inverse(y)
+
+            def log_abs_det_jacobian(self, y, x):
+                return outer.log_abs_det_jacobian(x, y)  # wrong: sign not flipped
+
+        return _Inv()
+
+
+def test_rejects_inverse_log_det_without_sign_flip():
+    base = _linear(3, torch.float64, "cpu")
+    t = _BadInverseLogDet(base.a, base.b)
+    with pytest.raises(AssertionError, match="inv.log_abs_det_jacobian"):
+        assert_inverse_log_det(t, torch.randn(4, 3, dtype=torch.float64))
+
+
+# --- autoregressive ------------------------------------------------------------------
+
+
+def _masked(d, leak=None, drop=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, d, generator=g)
+    mask = torch.tril(torch.ones(d, d), diagonal=-1)
+    if leak is not None:
+        mask[leak] = 1.0
+    if drop is not None:
+        mask[drop] = 0.0
+    return lambda x: x @ (w * mask).T
+
+
+def test_autoregressive_accepts_strictly_triangular():
+    assert_autoregressive(_masked(6), torch.randn(4, 6), no_blind_spot=True)
+
+
+def test_autoregressive_rejects_a_mask_that_leaks_one_future_input():
+    with pytest.raises(AssertionError, match=r"position 2 .* depends on input position\(s\) \[4\]"):
+        assert_autoregressive(_masked(6, leak=(2, 4)), torch.randn(4, 6))
+
+
+def test_autoregressive_rejects_dependence_on_self_unless_allowed():
+    f = _masked(5, leak=(3, 3))
+    with pytest.raises(AssertionError, match="depends on input"):
+        assert_autoregressive(f, torch.randn(4, 5))
+    assert_autoregressive(f, torch.randn(4, 5), include_self=True)
+
+
+def test_autoregressive_blind_spot_detected():
+    f = _masked(6, drop=(5, 1))  # output 5 never sees input 1
+    assert_autoregressive(f, torch.randn(4, 6))  # causal, so this passes ...
+    with pytest.raises(AssertionError, match="blind spot"):
+        assert_autoregressive(f, torch.randn(4, 6), no_blind_spot=True)  # ... this does not
+
+
+def test_autoregressive_respects_a_given_order():
+    order = torch.tensor([3, 0, 2, 1])
+    rank = torch.empty(4, dtype=torch.long)
+    rank[order] = torch.arange(4)
+    mask = (rank[None, :] < rank[:, None]).float()  # out i sees inputs of lower rank
+    w = torch.randn(4, 4)
+    f = lambda x: x @ (w * mask).T
+    assert_autoregressive(f, torch.randn(3, 4), order, no_blind_spot=True)
+    with pytest.raises(AssertionError):
+        assert_autoregressive(f, torch.randn(3, 4))  # natural order is violated
+
+
+def test_autoregressive_images_with_extra_output_dims():
+    # an "image model" over (1, 2, 2) whose output carries 3 parameters per position
+    w = torch.randn(4, 4) * torch.tril(torch.ones(4, 4), diagonal=-1)
+    f = lambda x: (x.reshape(-1, 4) @ w.T).reshape(-1, 1, 2, 2)[..., None].expand(-1, 1, 2, 2, 3)
+    assert_autoregressive(f, torch.randn(3, 1, 2, 2))
+
+
+def test_autoregressive_bad_order_is_a_value_error():
+    with pytest.raises(ValueError, match="order"):
+        assert_autoregressive(_masked(3), torch.randn(2, 3), order=[0, 0, 1])
+
+
+# --- normalized ----------------------------------------------------------------------
+
+
+class _Unnormalized(td.Distribution):
+    """Wraps a distribution and adds a constant to its log-density."""
+
+    def __init__(self, base, shift):
+        self.base, self.shift = base, shift
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def sample(self, sample_shape=torch.Size()):
+        return self.base.sample(sample_shape)
+
+    def log_prob(self, x):
+        return self.base.log_prob(x) + self.shift
+
+
+def test_normalized_accepts_discrete_and_continuous(dtype):
+    probs = torch.rand(2, 5, dtype=dtype)
+    assert_normalized(td.Independent(td.Bernoulli(probs), 1))
+    assert_normalized(td.Binomial(4, torch.tensor([0.2, 0.7], dtype=dtype)))
+    loc = torch.zeros(2, dtype=dtype)
+    assert_normalized(td.Independent(td.Normal(loc, torch.ones(2, dtype=dtype)), 1))
+    assert_normalized(td.Gamma(torch.tensor(2.0, dtype=dtype), torch.tensor(1.0, dtype=dtype)))
+
+
+def test_normalized_rejects_a_pmf_that_does_not_sum_to_one():
+    d = td.Independent(td.Bernoulli(torch.rand(6, dtype=torch.float64)), 1)
+    with pytest.raises(AssertionError, match="not normalized"):
+        assert_normalized(_Unnormalized(d, 1e-3))
+
+
+def test_normalized_rejects_a_density_that_does_not_integrate_to_one():
+    for event in [(), (2,)]:
+        base = td.Normal(torch.zeros(event), torch.ones(event))
+        base = td.Independent(base, len(event)) if event else base
+        with pytest.raises(AssertionError, match="integral"):
+            assert_normalized(_Unnormalized(base, 0.01))
+
+
+def test_normalized_refuses_huge_supports():
+    d = td.Independent(td.Bernoulli(torch.rand(30)), 1)
+    with pytest.raises(ValueError, match="max_support_size"):
+        assert_normalized(d)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def test_to_float64_copies_modules_without_touching_the_original():
+    t = pyro_t.Planar(3)
+    t64 = to_float64(t)
+    assert t64.u.dtype == torch.float64 and t.u.dtype == torch.float32
+    assert t64.u is not t.u
+
+
+def test_tolerance_rejects_integer_dtype():
+    with pytest.raises(ValueError, match="dtype"):
+        tolerance(torch.int64)
+
+
+@settings(max_examples=20)
+@given(b=lst.batch_shapes(max_dims=3), img=lst.image_event_shapes())
+def test_shape_strategies_respect_bounds(b, img):
+    assert len(b) <= 3 and all(1 <= s <= 4 for s in b)
+    assert img[0] in (1, 3) and all(2 <= s <= 8 for s in img[1:])
+
+
+@settings(max_examples=10)
+@given(m=lst.well_conditioned_matrices(4, max_condition=5.0))
+def test_well_conditioned_matrices(m):
+    s = torch.linalg.svdvals(m)
+    assert s.min() >= 1 - 1e-9 and s.max() <= 5 + 1e-9

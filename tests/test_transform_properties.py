@@ -1,0 +1,42 @@
+"""The generic transform property suite: every case in tests/cases/, every device, dtype."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyro_lgm.testing import (
+    assert_bijective,
+    assert_inverse_log_det,
+    assert_log_abs_det_jacobian,
+)
+from tests.cases import all_transform_cases
+
+CASES = all_transform_cases()
+
+
+def _run(case, device, dtype, check):
+    @settings(max_examples=case.max_examples)
+    @given(st.data())
+    def inner(data):
+        torch.manual_seed(data.draw(st.integers(0, 2**31 - 1), label="torch seed"))
+        t, x = case.make(data.draw, dtype, device)
+        assert x.dtype == dtype and x.device.type == device.type
+        check(t, x, **case.tolerances.get(dtype, {}))
+
+    inner()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bijective(case, device, dtype):
+    _run(case, device, dtype, assert_bijective)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_log_abs_det_jacobian(case, device, dtype):
+    _run(case, device, dtype, assert_log_abs_det_jacobian)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_inverse_log_det(case, device, dtype):
+    _run(case, device, dtype, assert_inverse_log_det)
