@@ -1,0 +1,697 @@
+r"""Planar flows (Rezende & Mohamed, 2015) with an exact numerical inverse.
+
+The file holds, in order:
+
+* the math as plain functions of tensors (:func:`planar_constrain`, :func:`planar_forward`,
+  :func:`planar_log_abs_det_jacobian`, :func:`planar_solve`, :func:`planar_inverse`), shared by
+  every variant below;
+* :class:`ConditionedPlanar`, a plain :class:`~torch.distributions.Transform` built from given
+  (possibly batched) raw parameter tensors;
+* :class:`Planar`, the :class:`~pyro.distributions.TransformModule` with learnable parameters;
+* :class:`ConditionalPlanar`, the amortized
+  :class:`~pyro.distributions.ConditionalTransformModule` whose parameters come from a context
+  vector through a small MLP (:class:`~pyro_lgm.nn.DenseNN`);
+* the Pyro-style helpers :func:`planar` and :func:`conditional_planar`.
+
+The inverse reduces to a monotone scalar equation along ``w`` (see :func:`planar_solve`), solved
+by Newton's method with a bisection safeguard, so ``t.inv(y)`` works on fresh tensors without
+relying on a cache.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from pyro.distributions import ConditionalTransformModule, TransformModule
+from torch import nn
+from torch.distributions import Distribution, Transform, constraints
+
+from pyro_lgm.nn.dense import DenseNN
+
+__all__ = [
+    "ConditionalPlanar",
+    "ConditionedPlanar",
+    "Planar",
+    "conditional_planar",
+    "planar",
+    "planar_constrain",
+    "planar_forward",
+    "planar_inverse",
+    "planar_log_abs_det_jacobian",
+    "planar_solve",
+]
+
+# softplus^{-1}(1) = log(e - 1): raw value of ``w.u`` for which ``w.u_hat = 0``.
+_SOFTPLUS_INV_ONE = math.log(math.expm1(1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks shared by the planar and radial families.
+# --------------------------------------------------------------------------------------------
+def _validation_enabled() -> bool:
+    # Follow the global switch of torch / Pyro (``pyro.enable_validation(False)`` turns the
+    # value checks off; shape, dtype and device checks are free and always on).
+    return bool(Distribution._validate_args)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return value
+
+
+def _check_hidden_dims(hidden_dims: object) -> list[int]:
+    try:
+        dims = list(hidden_dims)  # type: ignore[call-overload]
+    except TypeError:
+        raise ValueError(
+            f"hidden_dims: expected a sequence of positive ints, got {hidden_dims!r}"
+        ) from None
+    for h in dims:
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise ValueError(f"hidden_dims: expected a sequence of positive ints, got {dims!r}")
+    return dims
+
+
+def _check_vector_input(
+    name: str,
+    x: object,
+    dim: int,
+    like: torch.Tensor,
+    batch_shape: torch.Size,
+    dim_name: str = "input_dim",
+) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``x`` is a usable ``(..., dim)`` tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 1 or x.shape[-1] != dim:
+        raise ValueError(
+            f"{name}: expected shape (..., {dim}) with last dimension {dim} ({dim_name}), "
+            f"got {tuple(x.shape)}"
+        )
+    if x.dtype != like.dtype:
+        raise ValueError(f"{name}: expected dtype {like.dtype} (the parameters'), got {x.dtype}")
+    if x.device != like.device:
+        raise ValueError(f"{name}: expected device {like.device} (the parameters'), got {x.device}")
+    try:
+        torch.broadcast_shapes(x.shape[:-1], batch_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name}: batch shape {tuple(x.shape[:-1])} does not broadcast with the "
+            f"parameters' batch shape {tuple(batch_shape)}"
+        ) from None
+    if _validation_enabled() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+
+
+def _check_param_tensor(name: str, p: object, min_dim: int) -> torch.Tensor:
+    if not isinstance(p, torch.Tensor) or not p.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point torch.Tensor, got {p!r}")
+    if p.dim() < min_dim:
+        raise ValueError(f"{name}: expected at least {min_dim} dimension(s), got {p.dim()}")
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# The math.
+# --------------------------------------------------------------------------------------------
+def planar_constrain(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Map a raw ``u`` to :math:`\hat u` so that the planar map is invertible.
+
+    .. math::
+        \hat u = u + \big(m(w^\top u) - w^\top u\big) \frac{w}{\|w\|^2},
+        \qquad m(a) = -1 + \operatorname{softplus}(a),
+
+    hence :math:`w^\top \hat u = m(w^\top u) \ge -1`.
+
+    Args:
+        u: ``(..., D)`` raw vector.
+        w: ``(..., D)`` normal vector of the hyperplane.
+
+    Returns:
+        ``(u_hat, c)`` with ``u_hat`` of shape ``(..., D)`` and ``c = w . u_hat`` of shape
+        ``(...)``, computed from ``u_hat`` itself (so it matches the map exactly) and clamped
+        to ``c >= -1`` against rounding.
+
+    Example:
+        >>> u_hat, c = planar_constrain(torch.tensor([-10.0, 0.0]), torch.tensor([1.0, 0.0]))
+        >>> bool(c >= -1)
+        True
+    """
+    wu = (w * u).sum(-1)
+    w_norm2 = (w * w).sum(-1).clamp_min(torch.finfo(w.dtype).tiny)
+    m = F.softplus(wu) - 1
+    u_hat = u + ((m - wu) / w_norm2).unsqueeze(-1) * w
+    c = (w * u_hat).sum(-1).clamp_min(-1.0)
+    return u_hat, c
+
+
+def planar_forward(
+    z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
+    r"""The planar map :math:`f(z) = z + \hat u \tanh(w^\top z + b)`.
+
+    Args:
+        z: ``(..., D)`` input.
+        u_hat: ``(..., D)`` constrained ``u`` (see :func:`planar_constrain`).
+        w: ``(..., D)``.
+        b: ``(...)`` bias.
+
+    Returns:
+        ``(..., D)``, the broadcast of the arguments.
+
+    Example:
+        >>> planar_forward(torch.zeros(2), torch.ones(2), torch.ones(2), torch.tensor(0.0))
+        tensor([0., 0.])
+    """
+    a = (w * z).sum(-1) + b
+    return z + u_hat * torch.tanh(a).unsqueeze(-1)
+
+
+def planar_log_abs_det_jacobian(
+    z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, c: torch.Tensor
+) -> torch.Tensor:
+    r"""The log-determinant of the planar map's Jacobian.
+
+    .. math::
+        \log |\det J| = \log |1 + \hat u^\top \psi(z)|
+        = \log\big(1 + c\,(1 - \tanh^2(w^\top z + b))\big),
+        \qquad \psi(z) = (1 - \tanh^2(w^\top z + b))\, w,\ c = w^\top \hat u.
+
+    It is evaluated as :math:`\log\big((1 + c) - c \tanh^2(a)\big)`, a sum of two non-negative
+    terms when :math:`c < 0`, so it stays accurate near the invertibility boundary
+    :math:`c \to -1`.
+
+    Args:
+        z: ``(..., D)`` input of the forward map.
+        w: ``(..., D)``.
+        b: ``(...)``.
+        c: ``(...)`` with ``c >= -1`` (from :func:`planar_constrain`).
+
+    Returns:
+        ``(...)``.
+
+    Example:
+        >>> planar_log_abs_det_jacobian(torch.zeros(2), torch.ones(2), torch.tensor(0.0),
+        ...                             torch.tensor(1.0))
+        tensor(0.6931)
+    """
+    t = torch.tanh((w * z).sum(-1) + b)
+    return torch.log((1 + c) - c * t * t)
+
+
+def _solve_start(k_abs: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A lower bound of the root ``A >= 0`` of ``A + c tanh(A) = K`` (``K >= 0``) from which
+    Newton's method converges monotonically (after at most one step), and an upper bound."""
+    eps = torch.finfo(k_abs.dtype).eps
+    # c >= 0: A + c tanh(A) is concave on A >= 0 and A* >= max(K / (1 + c), K - c).
+    lower_pos = torch.maximum(k_abs / (1 + c.clamp_min(0)), k_abs - c)
+    # c < 0: convex on A >= 0, A* >= K, and tanh(A) >= A - A^3 / 3 makes the root of the
+    # cubic (1 + c) A + |c| A^3 / 3 = K a lower bound that is sharp where A is small, i.e.
+    # exactly where the derivative 1 + c sech^2(A) vanishes as c -> -1.
+    m = (-c).clamp_min(eps)
+    p = 3 * (1 + c) / m
+    q = 3 * k_abs / m
+    u = (0.5 * q + torch.sqrt(0.25 * q * q + p * p * p / 27)).pow(1.0 / 3.0)
+    v = p / (3 * u)
+    cubic = q / (u * u + p / 3 + v * v)  # = u - v, without the cancellation
+    cubic = torch.nan_to_num(cubic, nan=0.0)  # 0 / 0 at K = 0
+    lower_neg = torch.maximum(k_abs, cubic)
+    lower = torch.where(c < 0, lower_neg, lower_pos)
+    upper = k_abs + (-c).clamp_min(0)
+    return lower, upper
+
+
+def planar_solve(
+    kappa: torch.Tensor,
+    c: torch.Tensor,
+    *,
+    max_iter: int = 100,
+) -> torch.Tensor:
+    r"""Solve the scalar equation :math:`a + c \tanh(a) = \kappa` for :math:`a`, elementwise.
+
+    For :math:`c \ge -1` the left side :math:`g(a) + \kappa` is odd and non-decreasing in
+    :math:`a` (:math:`g'(a) = 1 + c\,\mathrm{sech}^2(a) \ge 0`), so the root is unique, has the
+    sign of :math:`\kappa`, and :math:`|a - \kappa| = |c \tanh a| \le |c|` brackets it. The
+    solver works on :math:`A = |a|`, :math:`K = |\kappa|`, where :math:`g` is concave
+    (:math:`c \ge 0`) or convex (:math:`c < 0`), and starts Newton's method from a lower bound
+    of the root, so the iterates converge monotonically (after at most one step). For
+    :math:`c < 0` the bound is the root of the cubic
+    :math:`(1 + c) A + |c| A^3 / 3 = K` (from :math:`\tanh A \ge A - A^3/3`), sharp where the
+    derivative vanishes as :math:`c \to -1`. As a safeguard against rounding, any Newton step
+    that leaves the current bracket is replaced by bisection. At most ``max_iter`` iterations;
+    it stops once every element's residual is at the rounding level of its terms.
+
+    The iterations run without autograd; when ``kappa`` or ``c`` require gradients the result
+    carries the implicit-function gradient
+    :math:`\partial a / \partial \kappa = 1 / (1 + c\,\mathrm{sech}^2 a)`,
+    :math:`\partial a / \partial c = -\tanh(a) / (1 + c\,\mathrm{sech}^2 a)`,
+    while its value stays the converged root.
+
+    Args:
+        kappa: ``(...)`` right-hand side.
+        c: ``(...)`` with ``c >= -1`` (broadcasts with ``kappa``).
+        max_iter: iteration cap.
+
+    Returns:
+        ``a`` with the broadcast shape of ``kappa`` and ``c``.
+
+    Example:
+        >>> a = planar_solve(torch.tensor([0.5, -3.0], dtype=torch.float64),
+        ...                  torch.tensor([-0.999, 2.0], dtype=torch.float64))
+        >>> res = a + torch.tensor([-0.999, 2.0], dtype=torch.float64) * torch.tanh(a)
+        >>> torch.allclose(res, torch.tensor([0.5, -3.0], dtype=torch.float64), atol=1e-14)
+        True
+    """
+    eps = torch.finfo(kappa.dtype).eps
+    tiny = torch.finfo(kappa.dtype).tiny
+    with torch.no_grad():
+        k, cc = torch.broadcast_tensors(kappa.detach(), c.detach())
+        sign = torch.sign(k)
+        big_k = k.abs()
+        lo, hi = _solve_start(big_k, cc)
+        one_plus_c = 1 + cc
+        # |g| below 8 eps (|A| + |K|) + tiny is rounding noise of A + c tanh(A) - K, since
+        # |c tanh A| <= |A| + |K| + |g|
+        noise_k = (8 * eps) * big_k + tiny
+        a = lo
+        for _ in range(max_iter):
+            t = torch.tanh(a)
+            ct = cc * t
+            g = (a - big_k).add_(ct)
+            if bool((g.abs() <= torch.add(noise_k, a, alpha=8 * eps)).all()):  # A >= 0
+                break
+            # derivative 1 + c sech^2(A), a sum of non-negative terms when c < 0
+            gp = torch.addcmul(one_plus_c, ct, t, value=-1).clamp_min_(tiny)
+            below = g < 0
+            lo = torch.where(below, a, lo)
+            hi = torch.where(below, hi, a)
+            a_new = torch.addcdiv(a, g, gp, value=-1)
+            # keep Newton inside the bracket (ends included: a zero step is fine), else bisect
+            inside = (a_new >= lo) & (a_new <= hi)
+            a = torch.where(inside, a_new, 0.5 * (lo + hi))
+        a = sign * a
+    if torch.is_grad_enabled() and (kappa.requires_grad or c.requires_grad):
+        # Value: the root a; gradient: one Newton step's, i.e. the implicit-function gradient.
+        a0 = a
+        t0 = torch.tanh(a0)
+        gp0 = (1 + c) - c * t0 * t0
+        corr = -(a0 + c * t0 - kappa) / gp0
+        a = a0 + (corr - corr.detach())
+    return a
+
+
+def planar_inverse(
+    y: torch.Tensor,
+    u_hat: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    *,
+    max_iter: int = 100,
+) -> torch.Tensor:
+    r"""Exact inverse of :func:`planar_forward`.
+
+    With :math:`a = w^\top z + b` and :math:`c = w^\top \hat u`, taking :math:`w^\top` of
+    :math:`y = z + \hat u \tanh a` gives the monotone scalar equation
+
+    .. math::
+        w^\top y + b = a + c \tanh(a),
+
+    solved by :func:`planar_solve`; then :math:`z = y - \hat u \tanh a`.
+
+    Args:
+        y: ``(..., D)`` output of the forward map.
+        u_hat, w: ``(..., D)``.
+        b, c: ``(...)``.
+        max_iter: Newton / bisection iteration cap.
+
+    Returns:
+        ``z`` of shape ``(..., D)``.
+
+    Example:
+        >>> u_hat, c = planar_constrain(torch.tensor([0.3, -2.0]), torch.tensor([1.0, 1.0]))
+        >>> z = torch.tensor([[0.2, -0.7]])
+        >>> y = planar_forward(z, u_hat, torch.tensor([1.0, 1.0]), torch.tensor(0.1))
+        >>> zz = planar_inverse(y, u_hat, torch.tensor([1.0, 1.0]), torch.tensor(0.1), c)
+        >>> torch.allclose(zz, z, atol=1e-6)
+        True
+    """
+    kappa = (w * y).sum(-1) + b
+    a = planar_solve(kappa, c, max_iter=max_iter)
+    return y - u_hat * torch.tanh(a).unsqueeze(-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Transforms.
+# --------------------------------------------------------------------------------------------
+class _PlanarBase(Transform):
+    """Shared planar-transform logic; subclasses provide the raw parameters."""
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+    sign = 1  # 1 + c sech^2 >= 0: the Jacobian determinant is never negative
+    input_dim: int
+    max_iter: int
+
+    def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError  # pragma: no cover - provided by every subclass
+
+    def _param_batch_shape(self) -> torch.Size:
+        b, u, w = self._raw_params()
+        return torch.broadcast_shapes(b.shape, u.shape[:-1], w.shape[:-1])
+
+    def _constrained(
+        self,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, u, w = self._raw_params()
+        u_hat, c = planar_constrain(u, w)
+        return u_hat, w, b, c
+
+    def _check(self, name: str, x: torch.Tensor) -> None:
+        b, _, w = self._raw_params()
+        _check_vector_input(name, x, self.input_dim, w, self._param_batch_shape())
+
+    @property
+    def u_hat(self) -> torch.Tensor:
+        """The constrained ``u`` (``w . u_hat >= -1``), shape ``(..., input_dim)``."""
+        return self._constrained()[0]
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        self._check("x", x)
+        u_hat, w, b, _ = self._constrained()
+        return planar_forward(x, u_hat, w, b)
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        self._check("y", y)
+        u_hat, w, b, c = self._constrained()
+        return planar_inverse(y, u_hat, w, b, c, max_iter=self.max_iter)
+
+    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self._check("x", x)
+        _, w, b, c = self._constrained()
+        return planar_log_abs_det_jacobian(x, w, b, c)
+
+    def forward_shape(self, shape: Sequence[int]) -> torch.Size:
+        shape = torch.Size(shape)
+        if len(shape) < 1:
+            raise ValueError(f"shape: expected at least one dimension, got {tuple(shape)}")
+        return torch.broadcast_shapes(shape, self._param_batch_shape() + (self.input_dim,))
+
+    def inverse_shape(self, shape: Sequence[int]) -> torch.Size:
+        return self.forward_shape(shape)
+
+
+class ConditionedPlanar(_PlanarBase):
+    r"""A planar transform with given (possibly batched) raw parameters.
+
+    .. math::
+        f(z) = z + \hat u \tanh(w^\top z + b), \qquad
+        \log|\det J_f(z)| = \log|1 + \hat u^\top (1 - \tanh^2(w^\top z + b))\, w|,
+
+    with :math:`\hat u` from :func:`planar_constrain`. This is what
+    :meth:`ConditionalPlanar.condition` returns; it also lets a user drive a planar map with
+    parameters from any network. The inverse is exact (:func:`planar_inverse`).
+
+    References:
+        Danilo Jimenez Rezende, Shakir Mohamed. Variational Inference with Normalizing Flows.
+        ICML 2015. https://arxiv.org/abs/1505.05770
+
+    Args:
+        bias: ``(...)`` raw ``b``.
+        u: ``(..., D)`` raw ``u``.
+        w: ``(..., D)``.
+        max_iter: iteration cap of the inverse's Newton / bisection solver.
+        cache_size: 0 or 1, as for any :class:`~torch.distributions.Transform`.
+
+    The leading dims of the parameters are a batch shape that broadcasts against ``x``'s.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> u, w = torch.randn(2, 5, 3, generator=g, dtype=torch.float64)
+        >>> t = ConditionedPlanar(torch.zeros(5, dtype=torch.float64), u, w)
+        >>> x = torch.randn(5, 3, generator=g, dtype=torch.float64)
+        >>> torch.allclose(t.inv(t(x).clone()), x, atol=1e-10)  # fresh tensor: no cache
+        True
+        >>> t.log_abs_det_jacobian(x, t(x)).shape
+        torch.Size([5])
+    """
+
+    def __init__(
+        self,
+        bias: torch.Tensor,
+        u: torch.Tensor,
+        w: torch.Tensor,
+        *,
+        max_iter: int = 100,
+        cache_size: int = 1,
+    ) -> None:
+        super().__init__(cache_size=cache_size)
+        _check_param_tensor("bias", bias, 0)
+        _check_param_tensor("u", u, 1)
+        _check_param_tensor("w", w, 1)
+        if u.shape[-1] != w.shape[-1]:
+            raise ValueError(
+                f"u: expected the last dimension of w ({w.shape[-1]}), got {tuple(u.shape)}"
+            )
+        for name, p in (("bias", bias), ("u", u)):
+            if p.dtype != w.dtype or p.device != w.device:
+                raise ValueError(f"{name}: expected the dtype and device of w")
+        try:
+            torch.broadcast_shapes(bias.shape, u.shape[:-1], w.shape[:-1])
+        except RuntimeError:
+            raise ValueError(
+                f"bias: batch shapes {tuple(bias.shape)}, {tuple(u.shape[:-1])} (u), "
+                f"{tuple(w.shape[:-1])} (w) do not broadcast"
+            ) from None
+        self.input_dim = w.shape[-1]
+        self.max_iter = _check_positive_int("max_iter", max_iter)
+        self._params = (bias, u, w)
+
+    def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self._params
+
+    def with_cache(self, cache_size: int = 1) -> ConditionedPlanar:
+        if cache_size == self._cache_size:
+            return self
+        return ConditionedPlanar(*self._params, max_iter=self.max_iter, cache_size=cache_size)
+
+
+class Planar(_PlanarBase, TransformModule):
+    r"""A planar flow layer with learnable parameters (Rezende & Mohamed, 2015).
+
+    .. math::
+        f(z) = z + \hat u \tanh(w^\top z + b), \qquad
+        \log|\det J_f(z)| = \log|1 + \hat u^\top \psi(z)|,\quad
+        \psi(z) = (1 - \tanh^2(w^\top z + b))\, w,
+
+    where :math:`\hat u = u + (m(w^\top u) - w^\top u)\, w / \|w\|^2`,
+    :math:`m(a) = -1 + \operatorname{softplus}(a)`, guarantees :math:`w^\top \hat u \ge -1` and
+    hence invertibility. The inverse is exact: along :math:`w` the map reduces to the monotone
+    scalar equation :math:`w^\top y + b = a + w^\top \hat u \tanh a`, solved by Newton's method
+    with a bisection safeguard (:func:`planar_inverse`); no cache is needed.
+
+    Initialisation: ``w ~ N(0, I/D)``, ``b = 0`` and ``u`` such that :math:`w^\top \hat u = 0`
+    with a small orthogonal part :math:`\hat u \sim 0.1 N(0, I/D)`, so a new layer is close to,
+    but not exactly, the identity.
+
+    References:
+        Danilo Jimenez Rezende, Shakir Mohamed. Variational Inference with Normalizing Flows.
+        ICML 2015. https://arxiv.org/abs/1505.05770
+
+    Args:
+        input_dim: size ``D`` of the event; inputs are ``(..., D)``.
+        max_iter: iteration cap of the inverse's solver.
+        cache_size: 0 (default: parameters change during training, so a cache keyed on the
+            input tensor could go stale) or 1.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> t = Planar(3)
+        >>> x = torch.randn(4, 3)
+        >>> y = t(x)
+        >>> torch.allclose(t.inv(y.clone()), x, atol=1e-5)
+        True
+        >>> t.log_abs_det_jacobian(x, y).shape
+        torch.Size([4])
+    """
+
+    def __init__(self, input_dim: int, *, max_iter: int = 100, cache_size: int = 0) -> None:
+        super().__init__(cache_size=cache_size)
+        self.input_dim = _check_positive_int("input_dim", input_dim)
+        self.max_iter = _check_positive_int("max_iter", max_iter)
+        self.bias = nn.Parameter(torch.zeros(()))
+        self.u = nn.Parameter(torch.zeros(input_dim))
+        self.w = nn.Parameter(torch.zeros(input_dim))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Re-draw the near-identity initialisation described in the class docstring."""
+        d = self.input_dim
+        self.w.normal_(0.0, d**-0.5)
+        self.bias.zero_()
+        perp = torch.randn_like(self.u) * (0.1 * d**-0.5)
+        w_norm2 = self.w.pow(2).sum().clamp_min(torch.finfo(self.w.dtype).tiny)
+        perp -= (perp @ self.w) / w_norm2 * self.w
+        self.u.copy_(perp + _SOFTPLUS_INV_ONE * self.w / w_norm2)
+
+    def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.bias, self.u, self.w
+
+    def with_cache(self, cache_size: int = 1) -> Transform:
+        """A :class:`ConditionedPlanar` view sharing this module's parameters."""
+        if cache_size == self._cache_size:
+            return self
+        return ConditionedPlanar(
+            self.bias, self.u, self.w, max_iter=self.max_iter, cache_size=cache_size
+        )
+
+    def extra_repr(self) -> str:
+        return f"input_dim={self.input_dim}"
+
+
+# --------------------------------------------------------------------------------------------
+# The amortized variant.
+# --------------------------------------------------------------------------------------------
+def _last_linear(net: DenseNN) -> nn.Linear:
+    return net.layers[-1]
+
+
+def _check_net(net: object, context_dim: int, out_dim: int, what: str) -> DenseNN:
+    if not isinstance(net, DenseNN):
+        raise ValueError(f"net: expected a pyro_lgm.nn.DenseNN, got {type(net).__name__}")
+    if net.in_dim != context_dim or net.context_dim != 0 or net.out_dim != out_dim:
+        raise ValueError(
+            f"net: expected DenseNN(in_dim={context_dim}, ..., out_dim={out_dim}, "
+            f"context_dim=0) ({what}), got in_dim={net.in_dim}, out_dim={net.out_dim}, "
+            f"context_dim={net.context_dim}"
+        )
+    return net
+
+
+def _check_context(context: object, net: DenseNN) -> None:
+    _check_vector_input(
+        "context", context, net.in_dim, _last_linear(net).weight, torch.Size(), "context_dim"
+    )
+
+
+def _default_hidden_dims(context_dim: int) -> list[int]:
+    width = max(32, 4 * context_dim)
+    return [width, width]
+
+
+class ConditionalPlanar(ConditionalTransformModule):
+    r"""An amortized planar flow: the parameters :math:`(b, u, w)` are a function of a context.
+
+    .. math::
+        (b, u, w) = \mathrm{NN}(s), \qquad
+        f(z; s) = z + \hat u \tanh(w^\top z + b),
+
+    with :math:`\hat u` constrained as in :class:`Planar`. ``condition(context)`` returns a
+    :class:`ConditionedPlanar` whose parameters have the context's batch shape and broadcast
+    against ``x``; its inverse is exact.
+
+    The constructor sets the network's last-layer bias to a near-identity :class:`Planar`
+    initialisation (the :class:`~pyro_lgm.nn.DenseNN` last-layer weights start at zero), so a
+    new conditional flow is close to the identity for every context.
+
+    References:
+        Danilo Jimenez Rezende, Shakir Mohamed. Variational Inference with Normalizing Flows.
+        ICML 2015. https://arxiv.org/abs/1505.05770
+
+    Args:
+        net: a :class:`~pyro_lgm.nn.DenseNN` with ``in_dim = C`` (the context size),
+            ``context_dim = 0`` and ``out_dim = 1 + 2 D``: the output is ``[b, u, w]``.
+        input_dim: ``D``.
+        max_iter: iteration cap of the inverse's solver.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> t = conditional_planar(3, context_dim=2)
+        >>> ct = t.condition(torch.randn(5, 2))
+        >>> x = torch.randn(5, 3)
+        >>> torch.allclose(ct.inv(ct(x).clone()), x, atol=1e-5)
+        True
+    """
+
+    def __init__(self, net: DenseNN, input_dim: int, *, max_iter: int = 100) -> None:
+        super().__init__()
+        self.input_dim = _check_positive_int("input_dim", input_dim)
+        self.nn = _check_net(net, getattr(net, "in_dim", 0), 1 + 2 * input_dim, "b, u, w")
+        self.max_iter = _check_positive_int("max_iter", max_iter)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Set the last layer's bias to a near-identity :class:`Planar` initialisation."""
+        bias = _last_linear(self.nn).bias
+        ref = Planar(self.input_dim).to(bias)
+        bias.copy_(torch.cat([ref.bias.reshape(1), ref.u, ref.w]))
+
+    def condition(self, context: torch.Tensor) -> ConditionedPlanar:
+        _check_context(context, self.nn)
+        out = self.nn(context)
+        d = self.input_dim
+        return ConditionedPlanar(
+            out[..., 0], out[..., 1 : 1 + d], out[..., 1 + d :], max_iter=self.max_iter
+        )
+
+    @property
+    def context_dim(self) -> int:
+        """Size ``C`` of the context."""
+        return self.nn.in_dim
+
+
+def planar(input_dim: int, **kwargs: object) -> Planar:
+    r"""Build a :class:`Planar` layer :math:`f(z) = z + \hat u \tanh(w^\top z + b)`.
+
+    References:
+        Rezende & Mohamed, Variational Inference with Normalizing Flows, ICML 2015.
+
+    Args:
+        input_dim: size ``D`` of the event.
+        kwargs: forwarded to :class:`Planar` (``max_iter``, ``cache_size``).
+
+    Example:
+        >>> planar(4).u.shape
+        torch.Size([4])
+    """
+    return Planar(input_dim, **kwargs)
+
+
+def conditional_planar(
+    input_dim: int,
+    context_dim: int,
+    hidden_dims: Sequence[int] | None = None,
+    **kwargs: object,
+) -> ConditionalPlanar:
+    r"""Build a :class:`ConditionalPlanar` whose parameters are a ``DenseNN`` of the context.
+
+    .. math::
+        (b, u, w) = \mathrm{NN}(s), \qquad f(z; s) = z + \hat u \tanh(w^\top z + b).
+
+    References:
+        Rezende & Mohamed, Variational Inference with Normalizing Flows, ICML 2015.
+
+    Args:
+        input_dim: size ``D`` of the event.
+        context_dim: size ``C`` of the context.
+        hidden_dims: hidden widths; default ``[max(32, 4 C)] * 2``.
+        kwargs: forwarded to :class:`ConditionalPlanar` (``max_iter``).
+
+    Example:
+        >>> t = conditional_planar(4, 2, hidden_dims=[16])
+        >>> t.condition(torch.zeros(7, 2)).u_hat.shape
+        torch.Size([7, 4])
+    """
+    input_dim = _check_positive_int("input_dim", input_dim)
+    context_dim = _check_positive_int("context_dim", context_dim)
+    if hidden_dims is None:
+        hidden_dims = _default_hidden_dims(context_dim)
+    net = DenseNN(context_dim, _check_hidden_dims(hidden_dims), 1 + 2 * input_dim)
+    return ConditionalPlanar(net, input_dim, **kwargs)
