@@ -1,0 +1,796 @@
+r"""One training loop for maximum likelihood and for Pyro's stochastic variational inference.
+
+:func:`fit` minimizes, over mini-batches of ``data``, one of
+
+* ``loss="mle"`` - the negative log-likelihood of a model whose call returns a distribution
+  (:class:`pyro_lgm.models.Flow`, ``NADE``, ...):
+  :math:`\mathcal L(\theta) = -\frac1B \sum_{b} \log p_\theta(x_b \mid c_b)`;
+* ``loss="elbo"`` (or any :class:`pyro.infer.ELBO`) - the negative ELBO of a Pyro program
+  with ``model`` and ``guide`` methods (a ``PyroModule``), by ``elbo.differentiable_loss``
+  and a PyTorch optimizer;
+* a callable ``loss(model, *batch) -> scalar tensor``;
+* or it drives a ready :class:`pyro.infer.SVI` (``svi=...``) with Pyro's own optimizer.
+
+It shows a ``tqdm`` progress bar (only on a terminal), evaluates periodically, stops with
+:class:`TrainingDivergedError` at the first non-finite loss or gradient (naming the step),
+writes atomic, resumable checkpoints (model, optimizer, step, RNG states, data position and
+history; never one holding non-finite values) and, when launched by ``torchrun`` with
+``WORLD_SIZE > 1``, trains with ``DistributedDataParallel`` (rank 0 writes checkpoints).
+
+Example:
+    >>> import torch
+    >>> from pyro.distributions.transforms import AffineTransform
+    >>> from pyro_lgm.models import Flow
+    >>> class Shift(torch.nn.Module):  # a learnable location, for the example
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.loc = torch.nn.Parameter(torch.zeros(2))
+    ...     def forward(self, context=None):
+    ...         return Flow((2,), [AffineTransform(self.loc, 1.0, event_dim=1)])()
+    >>> data = torch.randn(512, 2, generator=torch.Generator().manual_seed(0)) + 3.0
+    >>> result = fit(Shift(), data, steps=200, batch_size=64, lr=0.1, seed=0, progress=False)
+    >>> result.steps, result.train_loss[-1] < result.train_loss[0]
+    (200, True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyro
+import pyro.infer
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+__all__ = [
+    "FitResult",
+    "TrainingDivergedError",
+    "fit",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "pyro_lgm.train/1"
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Raised when a loss, a gradient or a parameter becomes NaN or infinite.
+
+    Attributes:
+        step: the 1-based optimization step at which the non-finite value appeared.
+    """
+
+    def __init__(self, step: int, what: str) -> None:
+        self.step = step
+        super().__init__(f"training diverged at step {step}: {what}")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        steps: optimization steps done in total (including those before a resume).
+        train_loss: the training loss of every step; ``train_loss[i]`` is step ``i + 1``.
+        eval_steps: the steps after which ``eval_data`` was evaluated.
+        eval_loss: the mean evaluation loss at each of ``eval_steps``.
+        best_eval: the lowest evaluation loss (``None`` without ``eval_data``).
+        best_step: the step of ``best_eval``.
+        resumed_from: the step loaded from the checkpoint, or ``None``.
+        wall_time: seconds spent in this call.
+    """
+
+    steps: int = 0
+    train_loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    best_eval: float | None = None
+    best_step: int | None = None
+    resumed_from: int | None = None
+    wall_time: float = 0.0
+
+    def _history(self) -> dict[str, Any]:
+        return {
+            "train_loss": list(self.train_loss),
+            "eval_steps": list(self.eval_steps),
+            "eval_loss": list(self.eval_loss),
+            "best_eval": self.best_eval,
+            "best_step": self.best_step,
+        }
+
+    def _load_history(self, h: dict[str, Any]) -> None:
+        self.train_loss = list(h["train_loss"])
+        self.eval_steps = list(h["eval_steps"])
+        self.eval_loss = list(h["eval_loss"])
+        self.best_eval = h["best_eval"]
+        self.best_step = h["best_step"]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``state`` with ``torch.save`` atomically.
+
+    The file is written to a temporary file in the same directory, flushed and
+    ``fsync`` -ed, then renamed over ``path`` with ``os.replace``: a crash leaves either the
+    old checkpoint or the new one, never a torn file.
+
+    Args:
+        state: a picklable dict (tensors, numbers, strings, containers of these).
+        path: the checkpoint file.
+
+    Example:
+        >>> import tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     save_checkpoint({"step": 3}, os.path.join(d, "ckpt.pt"))
+        ...     load_checkpoint(os.path.join(d, "ckpt.pt"))["step"]
+        3
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    # make the rename itself durable (not possible on every platform / file system)
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device | None = "cpu"
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` / :func:`fit`.
+
+    Checkpoints of ``svi=`` runs hold Pyro constraint objects and are read with
+    ``weights_only=False``: only load such checkpoints from a source you trust.
+
+    Args:
+        path: the checkpoint file.
+        map_location: where to put its tensors (default CPU).
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # an SVI checkpoint holds Pyro constraint objects
+        if "weights_only" not in str(e) and "Unsupported global" not in str(e):
+            raise
+        return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": {
+            "kind": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            n["kind"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+
+
+def _all_finite(tensors: Any) -> bool:
+    """Whether every floating tensor inside a (nested) container is finite."""
+    if isinstance(tensors, torch.Tensor):
+        return not tensors.is_floating_point() or bool(torch.isfinite(tensors).all())
+    if isinstance(tensors, dict):
+        return all(_all_finite(v) for v in tensors.values())
+    if isinstance(tensors, (list, tuple)):
+        return all(_all_finite(v) for v in tensors)
+    return True
+
+
+# --------------------------------------------------------------------------------- data
+
+
+def _as_tensors(name: str, data: Any) -> tuple[torch.Tensor, ...]:
+    tensors = (data,) if isinstance(data, torch.Tensor) else tuple(data)
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise ValueError(
+            f"{name}: expected a tensor, a tuple of tensors (x, context, ...) or a "
+            f"DataLoader, got {type(data).__name__}"
+        )
+    n = tensors[0].shape[0] if tensors[0].dim() else 0
+    if n == 0 or any(t.dim() == 0 or t.shape[0] != n for t in tensors):
+        raise ValueError(
+            f"{name}: expected non-empty tensors sharing their first (batch) dimension, got "
+            f"shapes {[tuple(t.shape) for t in tensors]}"
+        )
+    return tensors
+
+
+class _TensorBatches:
+    """Shuffled mini-batches of in-memory tensors, reproducible from a generator state."""
+
+    def __init__(
+        self,
+        tensors: tuple[torch.Tensor, ...],
+        batch_size: int,
+        generator: torch.Generator,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.generator = generator
+        self.rank, self.world = rank, world
+        self.num_local = len(range(rank, tensors[0].shape[0], world))
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_local / self.batch_size)
+
+    def epoch_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def set_epoch_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+    def iterate(self, epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The batches of one epoch after the first ``skip``; the permutation is drawn now."""
+        n = self.tensors[0].shape[0]
+        perm = torch.randperm(n, generator=self.generator)[self.rank :: self.world]
+        bs = self.batch_size
+        starts = range(skip * bs, len(perm), bs)
+        return (tuple(t[perm[i : i + bs].to(t.device)] for t in self.tensors) for i in starts)
+
+
+class _LoaderBatches:
+    """Batches of a user ``DataLoader``; its shuffling RNG is captured at each epoch start."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def _generators(self) -> list[torch.Generator]:
+        gens = [getattr(self.loader, "generator", None)]
+        gens.append(getattr(self.loader.sampler, "generator", None))
+        batch_sampler = getattr(self.loader, "batch_sampler", None)
+        gens.append(getattr(getattr(batch_sampler, "sampler", None), "generator", None))
+        return [g for g in gens if isinstance(g, torch.Generator)]
+
+    def epoch_state(self) -> dict[str, Any]:
+        return {
+            "torch": torch.get_rng_state(),
+            "generators": [g.get_state() for g in self._generators()],
+        }
+
+    def set_epoch_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"].cpu())
+        for g, s in zip(self._generators(), state["generators"]):
+            g.set_state(s.cpu())
+
+    def iterate(self, epoch: int, skip: int) -> Iterator[Any]:
+        """The batches of one epoch after the first ``skip``; the iterator is created now."""
+        set_epoch = getattr(self.loader.sampler, "set_epoch", None)
+        if callable(set_epoch):  # DistributedSampler
+            set_epoch(epoch)
+        it = iter(self.loader)
+        for _ in range(skip):
+            next(it, None)
+        return it
+
+
+def _as_batch(batch: Any) -> tuple[Any, ...]:
+    if isinstance(batch, (list, tuple)):
+        return tuple(batch)
+    return (batch,)
+
+
+def _to_device(batch: tuple[Any, ...], device: torch.device | None) -> tuple[Any, ...]:
+    if device is None:
+        return batch
+    return tuple(b.to(device) if isinstance(b, torch.Tensor) else b for b in batch)
+
+
+# -------------------------------------------------------------------------------- losses
+
+
+def _mle_loss(
+    model: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None
+) -> torch.Tensor:
+    return -model(context).log_prob(x).mean()
+
+
+def _elbo_loss(elbo: pyro.infer.ELBO) -> Callable[..., torch.Tensor]:
+    def loss(model: nn.Module, *batch: Any) -> torch.Tensor:
+        inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        return elbo.differentiable_loss(inner.model, inner.guide, *batch)
+
+    return loss
+
+
+def _resolve_loss(loss: Any, model: nn.Module | None) -> Callable[..., torch.Tensor]:
+    if loss == "mle":
+        return _mle_loss
+    if loss == "elbo" or isinstance(loss, pyro.infer.ELBO):
+        elbo = pyro.infer.Trace_ELBO() if loss == "elbo" else loss
+        has = [callable(getattr(model, name, None)) for name in ("model", "guide")]
+        if not all(has):
+            raise ValueError(
+                "model: loss='elbo' needs a module with callable `model` and `guide` methods"
+            )
+        return _elbo_loss(elbo)
+    if callable(loss) and not isinstance(loss, str):
+        return loss
+    raise ValueError(
+        f"loss: expected 'mle', 'elbo', a pyro.infer.ELBO or a callable(model, *batch), got "
+        f"{loss!r}"
+    )
+
+
+def _params_finite(params: list[torch.nn.Parameter]) -> bool:
+    """One synchronizing check that every parameter is finite."""
+    if not params:
+        return True
+    dev = params[0].device
+    sums = torch.stack([p.detach().sum().to(dev, torch.float32) for p in params])
+    return bool(torch.isfinite(sums.sum()))
+
+
+def _grad_norm_and_clip(params: list[torch.nn.Parameter], max_norm: float | None) -> float:
+    """The global L2 norm of the gradients; scales them down to ``max_norm`` when given."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    dev = grads[0].device
+    norms = [torch.linalg.vector_norm(g.detach().float()).to(dev) for g in grads]
+    norm = torch.linalg.vector_norm(torch.stack(norms))
+    value = float(norm)
+    if max_norm is not None and math.isfinite(value) and value > max_norm:
+        coef = max_norm / (value + 1e-6)
+        for g in grads:
+            g.detach().mul_(coef)
+    return value
+
+
+def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------- distributed
+
+
+def _distributed() -> tuple[int, int, int] | None:
+    """``(rank, world_size, local_rank)`` when launched by torchrun with WORLD_SIZE > 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+# ------------------------------------------------------------------------------------ fit
+
+
+def fit(
+    model: nn.Module | None,
+    data: torch.Tensor | Sequence[torch.Tensor] | DataLoader,
+    *,
+    loss: str | pyro.infer.ELBO | Callable[..., torch.Tensor] = "mle",
+    svi: pyro.infer.SVI | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    optimizer: Callable[..., torch.optim.Optimizer] | torch.optim.Optimizer = torch.optim.Adam,
+    lr: float = 1e-3,
+    scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+    clip_grad_norm: float | None = None,
+    eval_data: torch.Tensor | Sequence[torch.Tensor] | DataLoader | None = None,
+    eval_every: int | None = None,
+    eval_batch_size: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    seed: int | None = None,
+    device: str | torch.device | None = None,
+) -> FitResult:
+    r"""Train ``model`` on ``data`` by maximum likelihood, by the ELBO, or with Pyro's SVI.
+
+    With ``loss="mle"`` each step minimizes
+    :math:`-\frac1B\sum_{b=1}^B \log p_\theta(x_b \mid c_b)` where ``model(context)`` returns
+    :math:`p_\theta(\cdot \mid c)` (``context=None`` for unconditional models).
+
+    Args:
+        model: an ``nn.Module``. For ``"mle"`` its call ``model(context=None)`` returns a
+            distribution; for ``"elbo"`` it has ``model(*batch)`` / ``guide(*batch)``
+            methods; with ``svi`` it may be ``None`` (or a module saved in checkpoints).
+        data: a tensor ``x`` of shape ``(N, *event_shape)``, a tuple ``(x, context)`` of
+            tensors sharing ``N``, or a ``torch.utils.data.DataLoader`` yielding ``x`` or
+            ``(x, context)`` batches.
+        loss: ``"mle"``, ``"elbo"`` (``Trace_ELBO``), a :class:`pyro.infer.ELBO`, or a
+            callable ``loss(model, *batch) -> scalar tensor``.
+        svi: a :class:`pyro.infer.SVI`; each step is ``svi.step(*batch)`` and ``optimizer``,
+            ``lr``, ``scheduler``, ``clip_grad_norm`` and ``loss`` are not used.
+        steps: number of optimization steps in total (a resumed run continues up to it).
+        epochs: alternatively, passes over ``data`` (exactly one of ``steps``/``epochs``).
+        batch_size: mini-batch size for tensor data (a DataLoader has its own).
+        optimizer: a ``torch.optim.Optimizer`` class or factory called as
+            ``optimizer(params, lr=lr)``, or a ready optimizer (default ``Adam``).
+        lr: learning rate passed to the factory.
+        scheduler: optional ``scheduler(optimizer)`` returning an LR scheduler stepped after
+            every optimization step (saved in checkpoints).
+        clip_grad_norm: clip the global gradient norm to this value.
+        eval_data: held-out data, same forms as ``data``; its mean loss is evaluated every
+            ``eval_every`` steps (default: every ``max(1, steps // 10)``) and at the end.
+        eval_batch_size: batch size of the evaluation (default ``max(batch_size, 1024)``).
+        checkpoint: path of the checkpoint file, written atomically every
+            ``checkpoint_every`` steps (default: only at the end) and at the end.
+        resume: continue from ``checkpoint`` if that file exists (from scratch otherwise).
+            For a deterministic setup the result equals an uninterrupted run's.
+        progress: show a ``tqdm`` progress bar (only when stderr is a terminal).
+        seed: seeds Pyro/PyTorch/NumPy/Python RNGs (``pyro.set_rng_seed``) and the
+            shuffling of tensor data; ``None`` leaves the global RNGs alone.
+        device: device of the batches (default: the device of the model's parameters).
+
+    Distributed training: when launched by ``torchrun`` (``WORLD_SIZE > 1``) the model is
+    wrapped in ``DistributedDataParallel`` (``"mle"`` and callable losses), tensor data is
+    sharded across ranks (each rank takes every ``world_size``-th example of a shared
+    permutation; give a DataLoader a ``DistributedSampler`` yourself), and only rank 0
+    writes checkpoints and shows progress.
+
+    References:
+        Diederik P. Kingma, Jimmy Ba. Adam: A Method for Stochastic Optimization.
+        ICLR 2015. https://arxiv.org/abs/1412.6980
+
+        Matthew D. Hoffman, David M. Blei, Chong Wang, John Paisley. Stochastic
+        Variational Inference. JMLR 14, 2013. https://arxiv.org/abs/1206.7051
+
+    Returns:
+        :class:`FitResult` with the loss history.
+
+    Raises:
+        TrainingDivergedError: (a ``FloatingPointError``) at the first NaN/inf loss or
+            gradient norm, naming the step; no checkpoint with non-finite values is written.
+        ValueError: on bad arguments.
+
+    Example:
+        >>> import torch
+        >>> from pyro.distributions.transforms import AffineTransform
+        >>> from pyro_lgm.models import Flow
+        >>> class Scale(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.log_scale = torch.nn.Parameter(torch.zeros(1))
+        ...     def forward(self, context=None):
+        ...         t = AffineTransform(0.0, self.log_scale.exp(), event_dim=1)
+        ...         return Flow((1,), [t])()
+        >>> x = 3.0 * torch.randn(2000, 1, generator=torch.Generator().manual_seed(0))
+        >>> m = Scale()
+        >>> r = fit(m, x, steps=300, batch_size=200, lr=0.05, seed=0, progress=False)
+        >>> # the maximum-likelihood scale is the root mean square of x
+        >>> round((m.log_scale.exp() / x.pow(2).mean().sqrt()).item(), 2)
+        1.0
+    """
+    t0 = time.perf_counter()
+    # ------------------------------------------------------------------ argument checks
+    if svi is not None and not isinstance(svi, pyro.infer.SVI):
+        raise ValueError(f"svi: expected a pyro.infer.SVI, got {type(svi).__name__}")
+    if model is not None and not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if model is None and svi is None:
+        raise ValueError("model: expected a torch.nn.Module (None is only allowed with svi=)")
+    if (steps is None) == (epochs is None):
+        raise ValueError(f"steps/epochs: give exactly one of them, got {steps=} and {epochs=}")
+    _check_positive_int("steps", steps, allow_none=True)
+    _check_positive_int("epochs", epochs, allow_none=True)
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("eval_every", eval_every, allow_none=True)
+    _check_positive_int("eval_batch_size", eval_batch_size, allow_none=True)
+    _check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr: expected a positive float, got {lr!r}")
+    if clip_grad_norm is not None and not clip_grad_norm > 0:
+        raise ValueError(f"clip_grad_norm: expected a positive float, got {clip_grad_norm!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume: resume=True needs a checkpoint path")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    loss_fn = None if svi is not None else _resolve_loss(loss, model)
+
+    # ------------------------------------------------------------------ device, DDP, RNG
+    dist_info = _distributed()
+    rank, world, local_rank = dist_info if dist_info is not None else (0, 1, 0)
+    if device is None and dist_info is not None and torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+    if device is not None:
+        device = torch.device(device)
+        if model is not None:
+            model.to(device)
+    elif model is not None:
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else None
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    if seed is not None:
+        shuffle_seed = seed
+    else:
+        shuffle_seed = int(torch.randint(2**62, (1,)).item())
+    if dist_info is not None:  # every rank must shuffle with the same permutation
+        import torch.distributed as dist
+
+        box = [shuffle_seed]
+        dist.broadcast_object_list(box, src=0)
+        shuffle_seed = box[0]
+
+    # ------------------------------------------------------------------ data
+    if isinstance(data, DataLoader):
+        source: _TensorBatches | _LoaderBatches = _LoaderBatches(data)
+    else:
+        gen = torch.Generator().manual_seed(shuffle_seed)
+        source = _TensorBatches(_as_tensors("data", data), batch_size, gen, rank, world)
+    if epochs is not None:
+        try:
+            steps = epochs * len(source)
+        except TypeError:
+            raise ValueError("epochs: the DataLoader has no length; pass steps instead") from None
+    assert steps is not None
+    if eval_data is not None and not isinstance(eval_data, DataLoader):
+        eval_data = _as_tensors("eval_data", eval_data)
+    if eval_every is None:
+        eval_every = max(1, steps // 10)
+
+    # ------------------------------------------------------------------ model, optimizer
+    train_model = model
+    opt = sched = None
+    params: list[torch.nn.Parameter] = []
+    if svi is None:
+        assert model is not None
+        if dist_info is not None:
+            if (isinstance(loss, str) and loss != "mle") or isinstance(loss, pyro.infer.ELBO):
+                raise ValueError("loss: distributed training supports 'mle' and callables")
+            ddp_ids = [device.index] if device is not None and device.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if isinstance(optimizer, torch.optim.Optimizer):
+            opt = optimizer
+        else:
+            if not params:
+                raise ValueError("model: it has no trainable parameters")
+            opt = optimizer(params, lr=lr)
+        sched = scheduler(opt) if scheduler is not None else None
+    elif dist_info is not None:
+        raise ValueError("svi: distributed training with a pyro.infer.SVI is not supported")
+
+    result = FitResult()
+    step, epoch, batch_in_epoch = 0, 0, 0
+    epoch_state: dict[str, Any] = {}
+
+    def state_dict() -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "epoch_state": epoch_state,
+            "rng": _rng_state(),
+            "history": result._history(),
+            "config": {"batch_size": batch_size, "world_size": world},
+            "model": model.state_dict() if model is not None else None,
+        }
+        if svi is None:
+            assert opt is not None
+            state["optimizer"] = opt.state_dict()
+            state["scheduler"] = sched.state_dict() if sched is not None else None
+        else:
+            state["param_store"] = pyro.get_param_store().get_state()
+            state["svi_optim"] = svi.optim.get_state()
+        return state
+
+    def write_checkpoint() -> None:
+        state = state_dict()
+        trained = list(model.parameters()) if model is not None else []
+        if not _all_finite([trained, state.get("optimizer"), state.get("param_store")]):
+            raise TrainingDivergedError(
+                step, "parameters or optimizer state hold NaN/inf; checkpoint not written"
+            )
+        if rank == 0:
+            save_checkpoint(state, checkpoint)
+        result.steps = step
+
+    # ------------------------------------------------------------------ resume
+    skip = 0
+    if resume and os.path.exists(checkpoint):
+        ckpt = load_checkpoint(checkpoint, map_location=device if device is not None else "cpu")
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint: {checkpoint} is not a pyro_lgm.train checkpoint")
+        if ckpt["config"] != {"batch_size": batch_size, "world_size": world}:
+            warnings.warn(
+                f"checkpoint: saved with {ckpt['config']}, resumed with batch_size={batch_size}, "
+                f"world_size={world}; the run will differ from an uninterrupted one",
+                stacklevel=2,
+            )
+        if model is not None and ckpt["model"] is not None:
+            model.load_state_dict(ckpt["model"])
+        if svi is None:
+            assert opt is not None
+            opt.load_state_dict(ckpt["optimizer"])
+            if sched is not None and ckpt["scheduler"] is not None:
+                sched.load_state_dict(ckpt["scheduler"])
+        else:
+            pyro.get_param_store().set_state(ckpt["param_store"])
+            svi.optim.set_state(ckpt["svi_optim"])
+        step, epoch = ckpt["step"], ckpt["epoch"]
+        batch_in_epoch = skip = ckpt["batch_in_epoch"]
+        epoch_state = ckpt["epoch_state"]
+        source.set_epoch_state(epoch_state)
+        result._load_history(ckpt["history"])
+        result.resumed_from = step
+        resumed_rng = ckpt["rng"]
+    else:
+        resumed_rng = None
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate() -> float:
+        if eval_data is None:
+            return math.nan
+        ebs = eval_batch_size or max(batch_size, 1024)
+        if isinstance(eval_data, DataLoader):
+            batches: Any = (_as_batch(b) for b in eval_data)
+        else:
+            n = eval_data[0].shape[0]
+            batches = (tuple(t[i : i + ebs] for t in eval_data) for i in range(0, n, ebs))
+        total, count = 0.0, 0
+        was_training = model.training if model is not None else False
+        if model is not None:
+            model.eval()
+        try:
+            with torch.no_grad():
+                for b in batches:
+                    b = _to_device(b, device)
+                    size = b[0].shape[0] if isinstance(b[0], torch.Tensor) and b[0].dim() else 1
+                    if svi is not None:
+                        value = float(svi.evaluate_loss(*b))
+                    else:
+                        value = float(loss_fn(train_model, *b))
+                    total += value * size
+                    count += size
+        finally:
+            if model is not None:
+                model.train(was_training)
+        return total / max(count, 1)
+
+    def record_eval() -> None:
+        value = evaluate()
+        result.eval_steps.append(step)
+        result.eval_loss.append(value)
+        if math.isfinite(value) and (result.best_eval is None or value < result.best_eval):
+            result.best_eval, result.best_step = value, step
+
+    # ------------------------------------------------------------------ loop
+    show = progress and rank == 0 and _isatty(sys.stderr)
+    bar = tqdm(total=steps, initial=step, disable=not show, desc="fit", dynamic_ncols=True)
+    if resumed_rng is None:
+        epoch_state = source.epoch_state()
+    it = source.iterate(epoch, skip) if step < steps else iter(())
+    if resumed_rng is not None:  # after re-creating the epoch's iterator from its start state
+        _set_rng_state(resumed_rng)
+    if model is not None:
+        model.train()
+    try:
+        while step < steps:
+            batch = next(it, None)
+            if batch is None:  # end of epoch
+                if batch_in_epoch == 0:
+                    raise ValueError("data: it yielded no batch")
+                epoch, batch_in_epoch = epoch + 1, 0
+                epoch_state = source.epoch_state()
+                it = source.iterate(epoch, 0)
+                continue
+            batch = _to_device(_as_batch(batch), device)
+            batch_in_epoch += 1
+            step += 1
+            if svi is not None:
+                value = float(svi.step(*batch))
+                if not math.isfinite(value):
+                    raise TrainingDivergedError(step, f"the loss is {value}")
+            else:
+                assert opt is not None
+                opt.zero_grad(set_to_none=True)
+                loss_t = loss_fn(train_model, *batch)
+                if not isinstance(loss_t, torch.Tensor) or loss_t.numel() != 1:
+                    raise ValueError(
+                        f"loss: expected a scalar tensor from the loss, got "
+                        f"{type(loss_t).__name__} {getattr(loss_t, 'shape', '')}"
+                    )
+                value = float(loss_t.detach())
+                if not math.isfinite(value):
+                    raise TrainingDivergedError(step, f"the loss is {value}")
+                loss_t.backward()
+                norm = _grad_norm_and_clip(params, clip_grad_norm)
+                if not math.isfinite(norm):
+                    raise TrainingDivergedError(step, f"the gradient norm is {norm}")
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                if not _params_finite(params):
+                    raise TrainingDivergedError(
+                        step, "a parameter is NaN/inf after the optimizer step"
+                    )
+            result.train_loss.append(value)
+            bar.update(1)
+            if show:
+                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            if eval_data is not None and step % eval_every == 0:
+                record_eval()
+                if show:
+                    bar.set_postfix(loss=f"{value:.4g}", eval=f"{result.eval_loss[-1]:.4g}")
+            if checkpoint is not None and checkpoint_every is not None:
+                if step % checkpoint_every == 0 and step < steps:
+                    write_checkpoint()
+    finally:
+        bar.close()
+    # checkpoint before an off-schedule final evaluation, so that extending the run later
+    # with resume=True follows exactly the path of a longer uninterrupted run
+    if checkpoint is not None:
+        write_checkpoint()
+    if eval_data is not None and (not result.eval_steps or result.eval_steps[-1] != step):
+        record_eval()
+    result.steps = step
+    result.wall_time = time.perf_counter() - t0
+    return result
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

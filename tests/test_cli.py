@@ -1,0 +1,177 @@
+"""Tests of the ``pyro-lgm`` command line (pyro_lgm.cli)."""
+
+import math
+import os
+import re
+import runpy
+import subprocess
+import sys
+
+import pytest
+import torch
+from pyro.distributions.transforms import AffineTransform
+
+from pyro_lgm import __version__, cli
+from pyro_lgm.cli import FLOWS, main
+from pyro_lgm.models import Flow
+
+DEMO_OPTIONS = [
+    "--target",
+    "--flow",
+    "--layers",
+    "--steps",
+    "--batch-size",
+    "--lr",
+    "--seed",
+    "--train-size",
+    "--test-size",
+    "--out",
+    "--device",
+    "--threads",
+    "--quiet",
+]
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_lists_every_option(capsys):
+    assert main(["demo", "--help"]) == 0
+    out = capsys.readouterr().out
+    for opt in DEMO_OPTIONS:
+        assert opt in out, opt
+    for name in ("moons", "8gaussians", "checkerboard", "planar", "radial", "maf"):
+        assert name in out
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "info" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["fly"],
+        ["demo", "--target", "spirals"],
+        ["demo", "--flow", "glowworm"],
+        ["demo", "--layers", "0"],
+        ["demo", "--steps", "ten"],
+        ["demo", "--batch-size", "-5"],
+        ["demo", "--lr", "-0.1"],
+        ["demo", "--lr", "nan"],
+        ["demo", "--seed", "-1"],
+        ["demo", "--out", "picture.jpg"],
+        ["demo", "--out", "/no/such/dir/demo.png"],
+        ["demo", "--device", "tpu"],
+        ["demo", "--device", "cuda:99"],
+        ["demo", "--bogus"],
+    ],
+)
+def test_bad_values_exit_2_with_one_line(argv, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("pyro-lgm") and "error:" in lines[0]
+    assert "Traceback" not in captured.err and "usage" not in captured.err
+    assert captured.out == ""
+
+
+def _numbers(out):
+    nll = float(re.search(r"test NLL: (-?[\d.]+) nats", out).group(1))
+    kl = float(re.search(r"KL\(target \|\| model\): (-?[\d.]+) nats", out).group(1))
+    entropy = float(re.search(r"target entropy: (-?[\d.]+) nats", out).group(1))
+    return nll, kl, entropy
+
+
+@pytest.mark.parametrize(
+    "target, flow", [("moons", "maf"), ("checkerboard", "planar"), ("8gaussians", "realnvp")]
+)
+def test_tiny_demo_writes_a_png_and_prints_nll_and_kl(tmp_path, capsys, target, flow):
+    out_png = tmp_path / "demo.png"
+    argv = ["demo", "--target", target, "--flow", flow, "--layers", "2", "--steps", "5"]
+    argv += ["--train-size", "512", "--test-size", "500", "--batch-size", "64"]
+    assert main(argv + ["--out", str(out_png)]) == 0
+    out = capsys.readouterr().out
+    nll, kl, entropy = _numbers(out)
+    # NLL = H(p) + KL(p || q) on the same target samples (up to the printed rounding)
+    assert abs(nll - (entropy + kl)) < 2e-4
+    assert kl > 0  # holds with overwhelming probability for a 5-step fit
+    assert f"wrote {out_png}" in out
+    with open(out_png, "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    assert os.path.getsize(out_png) > 10_000  # three panels, not an empty canvas
+
+
+def test_quiet_prints_only_the_results(tmp_path, capsys):
+    out_png = tmp_path / "q.png"
+    argv = ["demo", "--steps", "2", "--layers", "1", "--train-size", "256", "--test-size", "256"]
+    assert main(argv + ["--quiet", "--out", str(out_png)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("test NLL:") and lines[1].startswith("KL(target || model):")
+    assert captured.err == "" and out_png.exists()
+
+
+class _OverflowFlow(torch.nn.Module):
+    """x = exp(100 a) z with a = 1: the scale overflows float32, the NLL is inf."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, context=None):
+        return Flow((2,), [AffineTransform(0.0, torch.exp(100 * self.a), event_dim=1)])()
+
+
+def test_diverging_training_exits_1_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(FLOWS, "overflow", lambda d, k: _OverflowFlow())
+    argv = ["demo", "--flow", "overflow", "--steps", "3", "--train-size", "64", "--quiet"]
+    assert main(argv + ["--test-size", "64", "--out", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "diverged at step 1" in err[0]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_register_flow_adds_a_choice(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "FLOWS", dict(FLOWS))
+    cli.register_flow("mine", lambda d, k: _OverflowFlow())
+    assert main(["demo", "--help"]) == 0
+    assert "mine" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="builder"):
+        cli.register_flow("x", 3)
+
+
+def test_info(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"pyro-lgm {__version__}" in out and "devices: cpu" in out
+
+
+def test_python_dash_m_help():
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyro_lgm", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "demo" in proc.stdout and proc.stdout.startswith("usage: pyro-lgm")
+
+
+def test_quickstart_tutorial_runs(capsys):
+    path = os.path.join(os.path.dirname(__file__), "..", "tutorials", "01_quickstart.py")
+    tutorial = runpy.run_path(path, run_name="tutorial")
+    threads = torch.get_num_threads()
+    try:
+        kl = tutorial["main"](steps=20)
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "trained 20 steps" in out and "via a Pyro trace" in out
+    assert math.isfinite(kl)
+    # the Pyro trace and the direct log_prob agree
+    m = re.search(r"Pyro trace: (-?[\d.]+) \(direct: (-?[\d.]+)\)", out)
+    assert m.group(1) == m.group(2)

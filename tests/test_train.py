@@ -1,0 +1,555 @@
+"""Tests of the training loop (pyro_lgm.train)."""
+
+import math
+import os
+import sys
+
+import pyro
+import pyro.distributions as dist
+import pyro.infer
+import pyro.optim
+import pytest
+import torch
+from pyro.distributions.transforms import AffineTransform
+from pyro.nn import PyroModule, PyroParam
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from pyro_lgm import train
+from pyro_lgm.models import Flow, maf
+from pyro_lgm.train import FitResult, TrainingDivergedError, fit, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The models here are tiny: one thread is fastest (and avoids contention on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class AffineFlow(nn.Module):
+    """x = loc + exp(log_scale) * z: the MLE is the sample mean and standard deviation."""
+
+    def __init__(self, dim=2, init=0.0):
+        super().__init__()
+        self.loc = nn.Parameter(torch.full((dim,), float(init)))
+        self.log_scale = nn.Parameter(torch.full((dim,), float(init)))
+
+    def forward(self, context=None):
+        t = AffineTransform(self.loc, self.log_scale.exp(), event_dim=1)
+        return Flow(self.loc.shape, [t])()
+
+
+class LinearGaussian(nn.Module):
+    """p(x | c) = N(x; W c + b, I): a conditional model called as model(context)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(1, 2)
+
+    def forward(self, context=None):
+        return dist.Normal(self.lin(context), 1.0).to_event(1)
+
+
+def _gaussian_data(n=1000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, generator=g) * torch.tensor([0.5, 2.0]) + torch.tensor([1.0, -3.0])
+
+
+def test_mle_reaches_the_closed_form_optimum():
+    x = _gaussian_data()
+    m = AffineFlow()
+    r = fit(m, x, steps=300, batch_size=250, lr=0.1, seed=0, progress=False)
+    assert isinstance(r, FitResult) and r.steps == 300 and len(r.train_loss) == 300
+    torch.testing.assert_close(m.loc.detach(), x.mean(0), atol=0.03, rtol=0)
+    sd = x.std(0, unbiased=False)
+    torch.testing.assert_close(m.log_scale.detach().exp(), sd, atol=0, rtol=0.03)
+    # the final loss is close to the minimal NLL (the Gaussian's entropy at the MLE)
+    nll_opt = float(torch.log(sd).sum() + math.log(2 * math.pi * math.e))
+    final = -m().log_prob(x).mean().item()
+    assert nll_opt <= final + 1e-5 and final - nll_opt < 0.01
+    assert r.train_loss[0] > final + 1.0
+
+
+def test_real_flow_trains_and_context_batches_are_supported():
+    x = _gaussian_data(512)
+    flow = maf(2, hidden_dims=[16], num_layers=2, seed=0)
+    before = -flow().log_prob(x).mean().item()
+    fit(flow, x, steps=30, batch_size=128, lr=2e-2, seed=0, progress=False)
+    assert -flow().log_prob(x).mean().item() < before - 0.5
+
+    g = torch.Generator().manual_seed(1)
+    c = torch.randn(800, 1, generator=g)
+    y = c * torch.tensor([2.0, -1.0]) + torch.tensor([0.5, 0.0]) + torch.randn(800, 2, generator=g)
+    m = LinearGaussian()
+    fit(m, (y, c), steps=200, batch_size=100, lr=0.1, seed=0, progress=False)
+    torch.testing.assert_close(
+        m.lin.weight.detach().flatten(), torch.tensor([2.0, -1.0]), atol=0.15, rtol=0
+    )
+
+
+def test_dataloader_epochs_and_eval_schedule():
+    x = _gaussian_data(200)
+    loader = DataLoader(TensorDataset(x), batch_size=32, shuffle=True)
+    r = fit(
+        AffineFlow(), loader, epochs=3, lr=0.05, eval_data=x[:100], eval_every=5, progress=False
+    )
+    assert r.steps == 3 * len(loader) == 21
+    assert r.eval_steps == [5, 10, 15, 20, 21]  # plus a final evaluation
+    assert (
+        r.best_eval == min(r.eval_loss)
+        and r.best_step == r.eval_steps[r.eval_loss.index(r.best_eval)]
+    )
+    r = fit(AffineFlow(), x, epochs=2, batch_size=64, progress=False)
+    assert r.steps == 2 * 4
+
+
+def test_eval_loss_is_the_mean_nll_over_all_eval_batches():
+    x, ev = _gaussian_data(100), _gaussian_data(777, seed=5)
+    m = AffineFlow()
+    r = fit(m, x, steps=3, lr=0.1, eval_data=ev, eval_every=3, eval_batch_size=100, progress=False)
+    assert r.eval_loss[-1] == pytest.approx(-m().log_prob(ev).mean().item(), rel=1e-6)
+
+
+def test_callable_loss_and_clip_grad_norm():
+    x = _gaussian_data(64)
+    seen = []
+
+    def loss(model, xb):
+        seen.append(xb.shape)
+        return ((model.loc - xb.mean(0)) ** 2).sum()
+
+    m = AffineFlow()
+    fit(m, x, loss=loss, steps=5, batch_size=16, lr=0.1, progress=False, seed=0)
+    assert seen == [torch.Size([16, 2])] * 5
+    m = AffineFlow()
+    fit(
+        m,
+        x,
+        loss=loss,
+        steps=5,
+        batch_size=16,
+        lr=0.1,
+        clip_grad_norm=1e-12,
+        optimizer=torch.optim.SGD,
+        progress=False,
+    )
+    assert m.loc.detach().abs().max() < 1e-9  # the clipped SGD steps move nothing
+
+
+class NormalMean(PyroModule):
+    """z ~ N(0, 1), x_i ~ N(z, 1), guide q(z) = N(m, s).
+
+    The exact posterior is N(sum(x) / (n + 1), 1 / (n + 1)).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.m = PyroParam(torch.tensor(0.0))
+        self.s = PyroParam(torch.tensor(1.0), constraint=dist.constraints.positive)
+
+    def model(self, x):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(self, x):
+        pyro.sample("z", dist.Normal(self.m, self.s))
+
+
+def test_elbo_loss_fits_the_conjugate_posterior():
+    pyro.clear_param_store()
+    x = torch.randn(20, generator=torch.Generator().manual_seed(0)) + 1.5
+    m = NormalMean()
+    fit(m, x, loss="elbo", steps=300, batch_size=20, lr=0.05, seed=0, progress=False)
+    assert abs(m.m.item() - float(x.sum() / 21)) < 0.08
+    assert abs(m.s.item() - 1 / math.sqrt(21)) < 0.08
+
+
+def _svi_model(x):
+    z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def _svi_guide(x):
+    m = pyro.param("m", torch.tensor(0.0))
+    s = pyro.param("s", torch.tensor(1.0), constraint=dist.constraints.positive)
+    pyro.sample("z", dist.Normal(m, s))
+
+
+def _new_svi():
+    return pyro.infer.SVI(
+        _svi_model, _svi_guide, pyro.optim.Adam({"lr": 0.03}), pyro.infer.Trace_ELBO()
+    )
+
+
+def test_svi_object_and_its_resume_equals_an_uninterrupted_run(tmp_path):
+    x = torch.randn(40, generator=torch.Generator().manual_seed(0)) + 1.5
+    pyro.clear_param_store()
+    full = fit(
+        None,
+        x,
+        svi=_new_svi(),
+        steps=200,
+        batch_size=40,
+        seed=0,
+        progress=False,
+        eval_data=x,
+        eval_every=50,
+    )
+    m_full = float(pyro.param("m"))
+    assert abs(m_full - float(x.sum() / 41)) < 0.1
+
+    ckpt = tmp_path / "svi.pt"
+    pyro.clear_param_store()
+    fit(
+        None,
+        x,
+        svi=_new_svi(),
+        steps=80,
+        batch_size=40,
+        seed=0,
+        progress=False,
+        eval_data=x,
+        eval_every=50,
+        checkpoint=ckpt,
+    )
+    pyro.clear_param_store()
+    pyro.set_rng_seed(123)  # the resumed run must not depend on the RNG state before it
+    rest = fit(
+        None,
+        x,
+        svi=_new_svi(),
+        steps=200,
+        batch_size=40,
+        seed=0,
+        progress=False,
+        eval_data=x,
+        eval_every=50,
+        checkpoint=ckpt,
+        resume=True,
+    )
+    assert rest.resumed_from == 80
+    assert float(pyro.param("m")) == m_full
+    assert rest.train_loss == full.train_loss and rest.eval_loss == full.eval_loss
+
+
+def _stochastic_loss(model, xb):
+    """MLE on noisy data: uses the global RNG, so resuming must restore it."""
+    return -model().log_prob(xb + 0.1 * torch.randn_like(xb)).mean()
+
+
+class Crash(Exception):
+    pass
+
+
+def _crashing(at):
+    calls = {"n": 0}
+
+    def loss(model, xb):
+        if torch.is_grad_enabled():  # count training steps, not evaluations
+            calls["n"] += 1
+        if calls["n"] == at:
+            raise Crash
+        return _stochastic_loss(model, xb)
+
+    return loss
+
+
+def _kw(**extra):
+    kw = dict(
+        batch_size=16,
+        lr=0.05,
+        seed=0,
+        progress=False,
+        eval_every=4,
+        scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 6, gamma=0.5),
+    )
+    kw.update(extra)
+    return kw
+
+
+@pytest.mark.parametrize("kind", ["tensor", "dataloader"])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, kind):
+    x = _gaussian_data(100)  # 7 batches of 16 per epoch: the crash is mid-epoch
+    ev = _gaussian_data(50, seed=3)
+
+    def data():
+        if kind == "tensor":
+            return x
+        return DataLoader(TensorDataset(x), batch_size=16, shuffle=True)
+
+    m_full = AffineFlow()
+    full = fit(m_full, data(), loss=_stochastic_loss, steps=23, eval_data=ev, **_kw())
+
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(Crash):
+        fit(
+            AffineFlow(),
+            data(),
+            loss=_crashing(at=18),
+            steps=23,
+            eval_data=ev,
+            checkpoint=ckpt,
+            checkpoint_every=5,
+            **_kw(),
+        )
+    assert load_checkpoint(ckpt)["step"] == 15
+    m = AffineFlow(init=0.7)  # different initial values: the checkpoint must overwrite them
+    torch.manual_seed(999)
+    rest = fit(
+        m,
+        data(),
+        loss=_stochastic_loss,
+        steps=23,
+        eval_data=ev,
+        checkpoint=ckpt,
+        checkpoint_every=5,
+        resume=True,
+        **_kw(),
+    )
+    assert rest.resumed_from == 15 and rest.steps == 23
+    assert rest.train_loss == full.train_loss
+    assert rest.eval_steps == full.eval_steps and rest.eval_loss == full.eval_loss
+    for p, q in zip(m.parameters(), m_full.parameters()):
+        assert torch.equal(p, q)
+    assert load_checkpoint(ckpt)["step"] == 23
+
+
+def test_extending_a_finished_run_equals_a_longer_run(tmp_path):
+    x, ev = _gaussian_data(100), _gaussian_data(50, seed=3)
+    m_full = AffineFlow()
+    full = fit(m_full, x, loss=_stochastic_loss, steps=20, eval_data=ev, **_kw(eval_every=3))
+    ckpt = tmp_path / "run.pt"
+    short = fit(
+        AffineFlow(),
+        x,
+        loss=_stochastic_loss,
+        steps=10,
+        eval_data=ev,
+        checkpoint=ckpt,
+        **_kw(eval_every=3),
+    )
+    assert short.eval_steps == [3, 6, 9, 10]  # the final off-schedule evaluation ...
+    m = AffineFlow()
+    rest = fit(
+        m,
+        x,
+        loss=_stochastic_loss,
+        steps=20,
+        eval_data=ev,
+        checkpoint=ckpt,
+        resume=True,
+        **_kw(eval_every=3),
+    )
+    assert rest.eval_steps == full.eval_steps  # ... is not in the checkpoint's history
+    assert rest.train_loss == full.train_loss and rest.eval_loss == full.eval_loss
+    assert all(torch.equal(p, q) for p, q in zip(m.parameters(), m_full.parameters()))
+
+
+def test_resume_without_a_checkpoint_file_starts_fresh(tmp_path):
+    r = fit(
+        AffineFlow(),
+        _gaussian_data(64),
+        steps=3,
+        checkpoint=tmp_path / "none.pt",
+        resume=True,
+        progress=False,
+    )
+    assert r.resumed_from is None and r.steps == 3
+    assert load_checkpoint(tmp_path / "none.pt")["step"] == 3
+
+
+def test_checkpoint_contents_and_no_temporary_files(tmp_path):
+    ckpt = tmp_path / "sub" / "c.pt"
+    fit(
+        AffineFlow(),
+        _gaussian_data(64),
+        steps=6,
+        checkpoint=ckpt,
+        checkpoint_every=2,
+        progress=False,
+        seed=0,
+    )
+    state = load_checkpoint(ckpt)
+    assert {"model", "optimizer", "step", "rng", "history", "epoch_state"} <= set(state)
+    assert state["step"] == 6 and len(state["history"]["train_loss"]) == 6
+    assert os.listdir(tmp_path / "sub") == ["c.pt"]
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def loss(model, xb):
+        calls["n"] += 1
+        value = -model().log_prob(xb).mean()
+        return value * math.nan if calls["n"] == 7 else value
+
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(TrainingDivergedError, match="step 7") as info:
+        fit(
+            AffineFlow(),
+            _gaussian_data(64),
+            loss=loss,
+            steps=10,
+            batch_size=8,
+            checkpoint=ckpt,
+            checkpoint_every=5,
+            progress=False,
+        )
+    assert info.value.step == 7 and isinstance(info.value, FloatingPointError)
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 5
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_nan_gradient_with_a_finite_loss_is_detected():
+    def loss(model, xb):  # value 0, gradient 0 * inf = nan
+        return (model.loc - model.loc.detach()).abs().sqrt().sum()
+
+    with pytest.raises(TrainingDivergedError, match="step 1: the gradient norm is nan"):
+        fit(AffineFlow(), _gaussian_data(8), loss=loss, steps=3, progress=False)
+
+
+class PoisonAt(torch.optim.SGD):
+    """An optimizer that writes NaN into the parameters at its ``at``-th step."""
+
+    def __init__(self, params, lr, at=3):
+        super().__init__(params, lr=lr)
+        self.n, self.at = 0, at
+
+    def step(self, closure=None):
+        self.n += 1
+        super().step(closure)
+        if self.n == self.at:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.fill_(math.nan)
+
+
+class PoisonStateAt(torch.optim.SGD):
+    """An optimizer that writes NaN into its own state (not the parameters) at step ``at``."""
+
+    def __init__(self, params, lr, at=3):
+        super().__init__(params, lr=lr)
+        self.n, self.at = 0, at
+
+    def step(self, closure=None):
+        self.n += 1
+        super().step(closure)
+        if self.n == self.at:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    self.state[p]["poison"] = torch.full_like(p, math.nan)
+
+
+def test_a_parameter_turning_nan_stops_training_before_any_checkpoint(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(TrainingDivergedError, match="step 3: a parameter is NaN"):
+        fit(
+            AffineFlow(),
+            _gaussian_data(16),
+            steps=5,
+            batch_size=4,
+            optimizer=PoisonAt,
+            checkpoint=ckpt,
+            checkpoint_every=1,
+            progress=False,
+        )
+    assert load_checkpoint(ckpt)["step"] == 2
+
+
+def test_a_checkpoint_with_non_finite_optimizer_state_is_never_written(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(TrainingDivergedError, match="step 3: .*checkpoint not written"):
+        fit(
+            AffineFlow(),
+            _gaussian_data(16),
+            steps=5,
+            batch_size=4,
+            optimizer=PoisonStateAt,
+            checkpoint=ckpt,
+            checkpoint_every=1,
+            progress=False,
+        )
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 2 and torch.isfinite(state["model"]["loc"]).all()
+    assert os.listdir(tmp_path) == ["c.pt"]
+
+
+def test_failed_save_keeps_the_old_checkpoint_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+    real_save = torch.save
+
+    def torn_save(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["w"], torch.ones(3))
+    assert os.listdir(tmp_path) == ["c.pt"]
+
+
+def test_progress_bar_only_on_a_terminal(capsys, monkeypatch):
+    x = _gaussian_data(32)
+    fit(AffineFlow(), x, steps=3, batch_size=8, progress=True)
+    assert capsys.readouterr().err == ""  # stderr is not a terminal under capsys
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    fit(AffineFlow(), x, steps=3, batch_size=8, progress=True)
+    err = capsys.readouterr().err
+    assert "fit" in err and "3/3" in err
+    fit(AffineFlow(), x, steps=3, batch_size=8, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_single_process_ignores_world_size_one(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert train._distributed() is None
+    assert fit(AffineFlow(), _gaussian_data(8), steps=2, progress=False).steps == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(steps=3, epochs=1), "steps/epochs"),
+        (dict(), "steps/epochs"),
+        (dict(steps=0), "steps"),
+        (dict(steps=2, batch_size=0), "batch_size"),
+        (dict(steps=2, lr=-1.0), "lr"),
+        (dict(steps=2, lr=math.nan), "lr"),
+        (dict(steps=2, resume=True), "resume"),
+        (dict(steps=2, loss="kl"), "loss"),
+        (dict(steps=2, eval_every=0), "eval_every"),
+        (dict(steps=2, clip_grad_norm=0.0), "clip_grad_norm"),
+        (dict(steps=2, seed=-1), "seed"),
+        (dict(steps=2, svi="svi"), "svi"),
+        (dict(steps=2, eval_data=[1, 2]), "eval_data"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit(AffineFlow(), _gaussian_data(8), progress=False, **kwargs)
+
+
+def test_bad_data_and_model():
+    with pytest.raises(ValueError, match="data"):
+        fit(AffineFlow(), [1.0, 2.0], steps=1)
+    with pytest.raises(ValueError, match="data"):
+        fit(AffineFlow(), (torch.zeros(4, 2), torch.zeros(3, 1)), steps=1)
+    with pytest.raises(ValueError, match="data"):
+        fit(AffineFlow(), torch.zeros(0, 2), steps=1)
+    with pytest.raises(ValueError, match="model"):
+        fit(lambda c=None: None, torch.zeros(4, 2), steps=1)
+    with pytest.raises(ValueError, match="model"):
+        fit(AffineFlow(), torch.zeros(4), loss="elbo", steps=1)
+    with pytest.raises(ValueError, match="loss: expected a scalar"):
+        fit(AffineFlow(), torch.zeros(4, 2), loss=lambda m, x: m.loc * x, steps=1, progress=False)
