@@ -1,0 +1,489 @@
+"""Binarized-MNIST benchmark: NADE, MADE and EoNADE (order-agnostic DeepNADE) test NLL in nats.
+
+Trains on Larochelle's fixed binarization (50000 train), early-stops on the 10000 valid images
+(keeping the best parameters), then reports the test negative log-likelihood in nats per image
+(mean and standard error over the test images used), with the wall time and the command line.
+Every figure it prints is measured in the same run.
+
+    python benchmarks/binarized_mnist.py --model nade --hidden 500 --time-budget 15
+    python benchmarks/binarized_mnist.py --model made --hidden 500 --num-masks 32
+    python benchmarks/binarized_mnist.py --model eonade --hidden 500 --num-orderings 16 \\
+        --test-subset 500
+    python benchmarks/binarized_mnist.py --throughput --hidden 500   # log_prob examples/s
+
+Evaluation, per model:
+
+* ``nade``: exact ``log_prob`` (natural order, sigmoid hidden units as in Larochelle & Murray
+  2011); early stopping on the exact valid NLL.
+* ``made``: ``--num-masks K`` mask sets are cycled during training (connectivity-agnostic
+  training, one mask set per minibatch, Germain et al. 2015); early stopping on the valid NLL
+  of mask set 0; the test NLL is the ensemble ``-log (1/K) sum_k p(x | M_k)`` over the same
+  ``K`` mask sets (the paper's "32 masks" figure uses ``K = 32``); the single-mask NLL is
+  printed too.
+* ``eonade``: order-agnostic training with DeepNADE's unbiased estimator (Uria et al. 2014);
+  early stopping on that estimator on the valid set (the expected NLL over random orderings);
+  the test NLL is the EoNADE mixture ``-log (1/K) sum_k p(x | o_k)`` over ``--num-orderings``
+  random orderings, each computed exactly (784 network passes per image and ordering, which is
+  why ``--test-subset`` exists); the mean single-ordering NLL is printed too.
+
+Seed targets (published, full training of hours to days): NADE 88.33 (500 hidden units),
+MADE 86.64 (2 hidden layers, 32 masks), EoNADE 85.10 (2 hidden layers, 128 orderings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from pyro_lgm.data import load_binarized_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "binarized_mnist"
+PAPER = {"nade": 88.33, "made": 86.64, "eonade": 85.10}
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # tqdm is a dependency; keep the script usable without it anyway
+    tqdm = None
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _made_class():
+    import pyro_lgm.models as models
+
+    if hasattr(models, "MADE"):
+        return models.MADE
+    from pyro_lgm.models.made import MADE
+
+    return MADE
+
+
+def build_model(args) -> torch.nn.Module:
+    from pyro_lgm.models import NADE, DeepNADE
+
+    hidden_dims = (args.hidden,) * args.layers
+    if args.model == "nade":
+        return NADE(
+            784, hidden=args.hidden, activation=args.activation or "sigmoid", seed=args.seed
+        )
+    if args.model == "made":
+        return _made_class()(784, hidden_dims=hidden_dims, seed=args.seed)
+    if args.model == "eonade":
+        return DeepNADE(
+            784, hidden_dims=hidden_dims, activation=args.activation or "relu", seed=args.seed
+        )
+    raise ValueError(f"--model: unknown {args.model!r}")
+
+
+def num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class MaskCycle:
+    """MADE's connectivity-agnostic training over a fixed pool of ``K`` mask sets.
+
+    Mask set ``k`` is drawn by ``resample_masks`` from a generator seeded with
+    ``base_seed + k``, so the same ``K`` sets are used in training and in the test ensemble.
+    """
+
+    def __init__(self, model: torch.nn.Module, num_masks: int, base_seed: int):
+        self.model, self.num_masks, self.base_seed = model, num_masks, base_seed
+        self.current = None
+
+    def use(self, k: int) -> None:
+        k = k % self.num_masks
+        if k != self.current:
+            g = torch.Generator().manual_seed(self.base_seed + k)
+            self.model.resample_masks(generator=g)
+            self.current = k
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def summary(nll: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard error of per-image NLLs."""
+    n = nll.numel()
+    se = nll.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    return nll.mean().item(), se
+
+
+@torch.no_grad()
+def valid_nll(args, model, x: torch.Tensor, masks: MaskCycle | None) -> float:
+    model.eval()
+    if args.model == "eonade":
+        # the order-agnostic estimator with a fixed generator: comparable across evaluations
+        g = torch.Generator().manual_seed(args.seed + 17)
+        out = batched(lambda b: model.order_agnostic_loss(b, generator=g), x, args.eval_batch_size)
+    else:
+        if masks is not None:
+            masks.use(0)
+        out = batched(lambda b: -model().log_prob(b), x, args.eval_batch_size)
+    model.train()
+    return out.mean().item()
+
+
+@torch.no_grad()
+def test_nll(args, model, x: torch.Tensor, masks: MaskCycle | None) -> dict:
+    model.eval()
+    result = {}
+    if args.model == "nade":
+        nll = batched(lambda b: -model().log_prob(b), x, args.eval_batch_size)
+        result["test_nll"], result["test_se"] = summary(nll)
+    elif args.model == "made":
+        per_mask = []
+        for k in range(args.num_masks):
+            masks.use(k)
+            per_mask.append(batched(lambda b: model().log_prob(b), x, args.eval_batch_size))
+        lp = torch.stack(per_mask)  # (K, N)
+        ens = -(lp.logsumexp(0) - math.log(args.num_masks))
+        result["test_nll"], result["test_se"] = summary(ens)
+        result["test_nll_single_mask"], _ = summary(-lp[0])
+        result["test_nll_mean_over_masks"] = (-lp).mean().item()
+        masks.use(0)
+    else:
+        g = torch.Generator().manual_seed(args.seed + 29)
+        orders = model.random_orders(args.num_orderings, generator=g)
+        per_order = []
+        bs = max(1, args.eval_batch_size // 50)  # each image costs 784 network passes
+        pbar = _bar(args, total=len(orders) * len(x), desc="test (exact, per ordering)")
+        for o in orders:
+
+            def lp(b, o=o):
+                out = model(order=o).log_prob(b)
+                if pbar is not None:
+                    pbar.update(len(b))
+                return out
+
+            per_order.append(batched(lp, x, bs))
+        if pbar is not None:
+            pbar.close()
+        lp = torch.stack(per_order)  # (K, N)
+        ens = -(lp.logsumexp(0) - math.log(args.num_orderings))
+        result["test_nll"], result["test_se"] = summary(ens)
+        result["test_nll_mean_single_ordering"] = (-lp).mean().item()
+    model.train()
+    return result
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _bar(args, **kwargs):
+    if tqdm is None or args.no_progress:
+        return None
+    return tqdm(**kwargs, leave=False, dynamic_ncols=True, mininterval=2.0)
+
+
+def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    g = torch.Generator().manual_seed(args.seed)
+    budget_s = args.time_budget * 60
+    start = time.perf_counter()
+    best = {"valid_nll": float("inf"), "step": 0, "epoch": 0.0, "state": None}
+    history = []
+    step, bad_evals, stop = 0, 0, None
+    steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
+    eval_every = args.eval_every or steps_per_epoch
+    pbar = _bar(args, total=args.epochs * steps_per_epoch, desc=f"train {args.model}")
+    for _epoch in range(args.epochs):
+        perm = torch.randperm(len(x_train), generator=g)
+        for i in range(0, len(x_train), args.batch_size):
+            x = x_train[perm[i : i + args.batch_size]]
+            if masks is not None:
+                masks.use(step)
+            if args.model == "eonade":
+                loss = model.order_agnostic_loss(x, generator=g).mean()
+            else:
+                loss = -model().log_prob(x).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at step {step}")
+            opt.step()
+            step += 1
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_postfix(loss=f"{loss.item():.2f}", best=f"{best['valid_nll']:.2f}")
+            out_of_time = time.perf_counter() - start > budget_s
+            if step % eval_every == 0 or out_of_time:
+                v = valid_nll(args, model, x_valid, masks)
+                history.append(
+                    {
+                        "step": step,
+                        "epoch": step / steps_per_epoch,
+                        "train_loss": loss.item(),
+                        "valid_nll": v,
+                        "time_s": time.perf_counter() - start,
+                    }
+                )
+                if v < best["valid_nll"]:
+                    best.update(
+                        valid_nll=v,
+                        step=step,
+                        epoch=step / steps_per_epoch,
+                        state=copy.deepcopy(model.state_dict()),
+                    )
+                    bad_evals = 0
+                else:
+                    bad_evals += 1
+                print(  # one line per evaluation, also in logs
+                    f"  step {step} epoch {step / steps_per_epoch:.2f} "
+                    f"valid {v:.3f} best {best['valid_nll']:.3f} "
+                    f"({time.perf_counter() - start:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if bad_evals >= args.patience:
+                    stop = "early stopping (patience exhausted)"
+            if out_of_time and stop is None:
+                stop = "time budget"
+            if stop:
+                break
+        if stop:
+            break
+    if pbar is not None:
+        pbar.close()
+    train_s = time.perf_counter() - start
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    return {
+        "steps": step,
+        "epochs_done": step / steps_per_epoch,
+        "train_time_s": train_s,
+        "stopped_by": stop or "epochs",
+        "best_valid_nll": best["valid_nll"],
+        "best_step": best["step"],
+        "best_epoch": best["epoch"],
+        "history": history,
+    }
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+@torch.no_grad()
+def throughput(args) -> None:
+    """``log_prob`` examples/s of NADE vs a one-hidden-layer MADE of the same width."""
+    from pyro_lgm.models import NADE, DeepNADE
+
+    g = torch.Generator().manual_seed(args.seed)
+    x = torch.bernoulli(torch.full((args.batch_size, 784), 0.13), generator=g)
+    h = args.hidden
+    rows = [
+        (f"NADE(784, hidden={h})", NADE(784, hidden=h, seed=args.seed), x),
+        (f"MADE(784, hidden_dims=({h},))", _made_class()(784, hidden_dims=(h,), seed=args.seed), x),
+        (
+            f"MADE(784, hidden_dims=({h}, {h}))",
+            _made_class()(784, hidden_dims=(h, h), seed=args.seed),
+            x,
+        ),
+        # exact log_prob of one ordering: 784 passes per image, so a smaller batch
+        (
+            f"DeepNADE(784, hidden_dims=({h}, {h})) exact",
+            DeepNADE(784, (h, h), seed=args.seed),
+            x[: max(1, args.batch_size // 50)],
+        ),
+    ]
+    print(
+        f"# log_prob throughput, batch {args.batch_size}, threads {torch.get_num_threads()}, "
+        f"{args.repeats} timed repeats after 1 warm-up (median)"
+    )
+    results = {}
+    for name, model, xb in rows:
+        model.eval()
+        model().log_prob(xb)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            model().log_prob(xb)
+            times.append(time.perf_counter() - t)
+        med = sorted(times)[len(times) // 2]
+        results[name] = len(xb) / med
+        print(
+            f"{name:45s} {len(xb) / med:12.1f} examples/s  ({med * 1e3:.1f} ms per batch of "
+            f"{len(xb)})"
+        )
+    nade, made1 = list(results.values())[:2]
+    print(f"MADE(1 layer) / NADE speed ratio: {made1 / nade:.2f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"throughput": results}, indent=2))
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=["nade", "made", "eonade"], default="nade")
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("PYRO_LGM_DATA") or str(DEFAULT_DATA),
+        help="directory with binarized_mnist.npz or the .amat files "
+        "(default: $PYRO_LGM_DATA or ../shared/data/binarized_mnist)",
+    )
+    p.add_argument("--hidden", type=int, default=500, help="hidden units per layer")
+    p.add_argument("--layers", type=int, default=2, help="hidden layers (made, eonade)")
+    p.add_argument(
+        "--activation", default=None, help="nade: sigmoid (default) or relu; eonade: relu (default)"
+    )
+    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--time-budget", type=float, default=15.0, help="training minutes")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--eval-batch-size", type=int, default=200)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--num-masks", type=int, default=32, help="made: mask sets (train + test)")
+    p.add_argument("--num-orderings", type=int, default=16, help="eonade: test orderings")
+    p.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="smoke runs: first N train images, N // 5 valid and N // 5 random test",
+    )
+    p.add_argument(
+        "--valid-subset",
+        type=int,
+        default=None,
+        help="random subset of valid used for early stopping (default: all 10000)",
+    )
+    p.add_argument(
+        "--test-subset",
+        type=int,
+        default=None,
+        help="random subset of test (the test split is sorted by class)",
+    )
+    p.add_argument("--eval-every", type=int, default=None, help="steps (default: one epoch)")
+    p.add_argument("--patience", type=int, default=10, help="evaluations without improvement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--throughput", action="store_true", help="only measure log_prob speed")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", default=None, help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    for name in (
+        "hidden",
+        "layers",
+        "epochs",
+        "batch_size",
+        "eval_batch_size",
+        "num_masks",
+        "num_orderings",
+        "patience",
+        "repeats",
+    ):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')}: expected a positive integer")
+    if args.time_budget <= 0 or args.lr <= 0:
+        p.error("--time-budget and --lr must be positive")
+    return args
+
+
+def random_subset(x: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
+    if n is None or n >= len(x):
+        return x
+    g = torch.Generator().manual_seed(seed)
+    return x[torch.randperm(len(x), generator=g)[:n]]
+
+
+def main(argv=None) -> dict | None:
+    args = parse_args(argv)
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.throughput:
+        throughput(args)
+        return None
+
+    wall = time.perf_counter()
+    x_train = load_binarized_mnist(args.data_dir, "train", dtype=torch.float32)
+    x_valid = load_binarized_mnist(args.data_dir, "valid", dtype=torch.float32)
+    x_test = load_binarized_mnist(args.data_dir, "test", dtype=torch.float32)
+    if args.subset:
+        x_train = x_train[: args.subset]  # train and valid rows are already shuffled
+        x_valid = x_valid[: max(1, args.subset // 5)]
+        x_test = random_subset(x_test, max(1, args.subset // 5), args.seed + 1)
+    x_valid = random_subset(x_valid, args.valid_subset, args.seed + 2)
+    x_test = random_subset(x_test, args.test_subset, args.seed + 3)
+
+    model = build_model(args)
+    masks = None
+    if args.model == "made":
+        masks = MaskCycle(model, args.num_masks, base_seed=1000 * (args.seed + 1))
+        masks.use(0)
+    print(
+        f"# {args.model}: {num_params(model)} parameters; train {len(x_train)}, "
+        f"valid {len(x_valid)}, test {len(x_test)}; threads {torch.get_num_threads()}"
+    )
+
+    fit = train(args, model, x_train, x_valid, masks)
+    t = time.perf_counter()
+    test = test_nll(args, model, x_test, masks)
+    test["test_time_s"] = time.perf_counter() - t
+    result = {
+        "model": args.model,
+        "command": command,
+        "params": num_params(model),
+        "n_train": len(x_train),
+        "n_valid": len(x_valid),
+        "n_test": len(x_test),
+        **{k: v for k, v in fit.items() if k != "history"},
+        **test,
+        "wall_time_s": time.perf_counter() - wall,
+        "paper_target_nll": PAPER[args.model],
+        "date": time.strftime("%Y-%m-%d"),
+        "history": fit["history"],
+    }
+
+    print(f"command: {command}")
+    print(
+        f"model {args.model}: {result['params']} parameters, hidden {args.hidden}"
+        + (f" x {args.layers} layers" if args.model != "nade" else "")
+    )
+    print(
+        f"trained {fit['steps']} steps = {fit['epochs_done']:.2f} epochs in "
+        f"{fit['train_time_s']:.0f} s (stopped by: {fit['stopped_by']}); best valid "
+        f"{fit['best_valid_nll']:.3f} nats at epoch {fit['best_epoch']:.2f}"
+    )
+    extra = ""
+    if args.model == "made":
+        extra = (
+            f" [ensemble of {args.num_masks} masks; single mask {test['test_nll_single_mask']:.3f}]"
+        )
+    elif args.model == "eonade":
+        extra = (
+            f" [EoNADE mixture of {args.num_orderings} orderings; mean single ordering "
+            f"{test['test_nll_mean_single_ordering']:.3f}]"
+        )
+    print(
+        f"TEST NLL {test['test_nll']:.3f} +- {test['test_se']:.3f} nats on {len(x_test)} "
+        f"test images{extra}; test evaluation {test['test_time_s']:.0f} s"
+    )
+    print(
+        f"wall time {result['wall_time_s']:.0f} s; published target {PAPER[args.model]} nats "
+        f"({'reached' if test['test_nll'] <= PAPER[args.model] else 'not reached'})"
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

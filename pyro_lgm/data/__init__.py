@@ -1,0 +1,31 @@
+"""pyro_lgm.data."""
+
+from pyro_lgm.data._paths import DATASETS, load
+from pyro_lgm.data.binarized_mnist import binarize, load_binarized_mnist, read_amat
+from pyro_lgm.data.debd import list_debd, load_debd, read_debd_file
+from pyro_lgm.data.digits import DIGITS_SPLIT_SIZES, digits_permutation, load_digits
+from pyro_lgm.data.mnist import load_mnist, read_idx, write_idx
+from pyro_lgm.data.toy import Checkerboard, EightGaussians, Rings, TwoMoons
+
+__all__: list[str] = [
+    # real data readers
+    "DATASETS",
+    "DIGITS_SPLIT_SIZES",
+    "binarize",
+    "digits_permutation",
+    "list_debd",
+    "load",
+    "load_binarized_mnist",
+    "load_debd",
+    "load_digits",
+    "load_mnist",
+    "read_amat",
+    "read_debd_file",
+    "read_idx",
+    "write_idx",
+    # 2-D toy densities with exact log-densities
+    "Checkerboard",
+    "EightGaussians",
+    "Rings",
+    "TwoMoons",
+]
