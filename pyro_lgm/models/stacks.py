@@ -11,11 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pyro_lgm.models.flow import Flow
-from pyro_lgm.transforms.planar import (
-    _check_positive_int,
-    conditional_planar,
-    planar,
-)
+from pyro_lgm.transforms._common import _check_positive_int
+from pyro_lgm.transforms.planar import conditional_planar, planar
 from pyro_lgm.transforms.radial import conditional_radial, radial
 
 __all__ = [

@@ -27,9 +27,20 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions import ConditionalTransformModule, TransformModule
 from torch import nn
-from torch.distributions import Distribution, Transform, constraints
+from torch.distributions import Transform, constraints
 
 from pyro_lgm.nn.dense import DenseNN
+from pyro_lgm.transforms._common import (
+    VectorParamTransform,
+    _check_context,
+    _check_hidden_dims,
+    _check_net,
+    _check_param_tensor,
+    _check_positive_int,
+    _check_vector_input,
+    _default_hidden_dims,
+    _last_linear,
+)
 
 __all__ = [
     "ConditionalPlanar",
@@ -48,76 +59,6 @@ __all__ = [
 _SOFTPLUS_INV_ONE = math.log(math.expm1(1.0))
 
 
-# --------------------------------------------------------------------------------------------
-# Input checks shared by the planar and radial families.
-# --------------------------------------------------------------------------------------------
-def _validation_enabled() -> bool:
-    # Follow the global switch of torch / Pyro (``pyro.enable_validation(False)`` turns the
-    # value checks off; shape, dtype and device checks are free and always on).
-    return bool(Distribution._validate_args)
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return value
-
-
-def _check_hidden_dims(hidden_dims: object) -> list[int]:
-    try:
-        dims = list(hidden_dims)  # type: ignore[call-overload]
-    except TypeError:
-        raise ValueError(
-            f"hidden_dims: expected a sequence of positive ints, got {hidden_dims!r}"
-        ) from None
-    for h in dims:
-        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-            raise ValueError(f"hidden_dims: expected a sequence of positive ints, got {dims!r}")
-    return dims
-
-
-def _check_vector_input(
-    name: str,
-    x: object,
-    dim: int,
-    like: torch.Tensor,
-    batch_shape: torch.Size,
-    dim_name: str = "input_dim",
-) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``x`` is a usable ``(..., dim)`` tensor."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.dim() < 1 or x.shape[-1] != dim:
-        raise ValueError(
-            f"{name}: expected shape (..., {dim}) with last dimension {dim} ({dim_name}), "
-            f"got {tuple(x.shape)}"
-        )
-    if x.dtype != like.dtype:
-        raise ValueError(f"{name}: expected dtype {like.dtype} (the parameters'), got {x.dtype}")
-    if x.device != like.device:
-        raise ValueError(f"{name}: expected device {like.device} (the parameters'), got {x.device}")
-    try:
-        torch.broadcast_shapes(x.shape[:-1], batch_shape)
-    except RuntimeError:
-        raise ValueError(
-            f"{name}: batch shape {tuple(x.shape[:-1])} does not broadcast with the "
-            f"parameters' batch shape {tuple(batch_shape)}"
-        ) from None
-    if _validation_enabled() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name}: expected finite values, got NaN or inf")
-
-
-def _check_param_tensor(name: str, p: object, min_dim: int) -> torch.Tensor:
-    if not isinstance(p, torch.Tensor) or not p.is_floating_point():
-        raise ValueError(f"{name}: expected a floating-point torch.Tensor, got {p!r}")
-    if p.dim() < min_dim:
-        raise ValueError(f"{name}: expected at least {min_dim} dimension(s), got {p.dim()}")
-    return p
-
-
-# --------------------------------------------------------------------------------------------
-# The math.
-# --------------------------------------------------------------------------------------------
 def planar_constrain(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Map a raw ``u`` to :math:`\hat u` so that the planar map is invertible.
 
@@ -348,7 +289,7 @@ def planar_inverse(
 # --------------------------------------------------------------------------------------------
 # Transforms.
 # --------------------------------------------------------------------------------------------
-class _PlanarBase(Transform):
+class _PlanarBase(VectorParamTransform):
     """Shared planar-transform logic; subclasses provide the raw parameters."""
 
     domain = constraints.real_vector
@@ -395,15 +336,6 @@ class _PlanarBase(Transform):
         self._check("x", x)
         _, w, b, c = self._constrained()
         return planar_log_abs_det_jacobian(x, w, b, c)
-
-    def forward_shape(self, shape: Sequence[int]) -> torch.Size:
-        shape = torch.Size(shape)
-        if len(shape) < 1:
-            raise ValueError(f"shape: expected at least one dimension, got {tuple(shape)}")
-        return torch.broadcast_shapes(shape, self._param_batch_shape() + (self.input_dim,))
-
-    def inverse_shape(self, shape: Sequence[int]) -> torch.Size:
-        return self.forward_shape(shape)
 
 
 class ConditionedPlanar(_PlanarBase):
@@ -558,33 +490,6 @@ class Planar(_PlanarBase, TransformModule):
 # --------------------------------------------------------------------------------------------
 # The amortized variant.
 # --------------------------------------------------------------------------------------------
-def _last_linear(net: DenseNN) -> nn.Linear:
-    return net.layers[-1]
-
-
-def _check_net(net: object, context_dim: int, out_dim: int, what: str) -> DenseNN:
-    if not isinstance(net, DenseNN):
-        raise ValueError(f"net: expected a pyro_lgm.nn.DenseNN, got {type(net).__name__}")
-    if net.in_dim != context_dim or net.context_dim != 0 or net.out_dim != out_dim:
-        raise ValueError(
-            f"net: expected DenseNN(in_dim={context_dim}, ..., out_dim={out_dim}, "
-            f"context_dim=0) ({what}), got in_dim={net.in_dim}, out_dim={net.out_dim}, "
-            f"context_dim={net.context_dim}"
-        )
-    return net
-
-
-def _check_context(context: object, net: DenseNN) -> None:
-    _check_vector_input(
-        "context", context, net.in_dim, _last_linear(net).weight, torch.Size(), "context_dim"
-    )
-
-
-def _default_hidden_dims(context_dim: int) -> list[int]:
-    width = max(32, 4 * context_dim)
-    return [width, width]
-
-
 class ConditionalPlanar(ConditionalTransformModule):
     r"""An amortized planar flow: the parameters :math:`(b, u, w)` are a function of a context.
 

@@ -19,7 +19,8 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from pyro_lgm.nn.dense import DenseNN
-from pyro_lgm.transforms.planar import (
+from pyro_lgm.transforms._common import (
+    VectorParamTransform,
     _check_context,
     _check_hidden_dims,
     _check_net,
@@ -183,7 +184,7 @@ def radial_inverse(
     return z0 + diff * scale.unsqueeze(-1)
 
 
-class _RadialBase(Transform):
+class _RadialBase(VectorParamTransform):
     """Shared radial-transform logic; subclasses provide the raw parameters."""
 
     domain = constraints.real_vector
@@ -234,15 +235,6 @@ class _RadialBase(Transform):
         self._check("x", x)
         z0, alpha, _, apb = self._constrained()
         return radial_log_abs_det_jacobian(x, z0, alpha, apb)
-
-    def forward_shape(self, shape: Sequence[int]) -> torch.Size:
-        shape = torch.Size(shape)
-        if len(shape) < 1:
-            raise ValueError(f"shape: expected at least one dimension, got {tuple(shape)}")
-        return torch.broadcast_shapes(shape, self._param_batch_shape() + (self.input_dim,))
-
-    def inverse_shape(self, shape: Sequence[int]) -> torch.Size:
-        return self.forward_shape(shape)
 
 
 class ConditionedRadial(_RadialBase):
