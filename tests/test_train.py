@@ -200,7 +200,7 @@ def test_svi_object_and_its_resume_equals_an_uninterrupted_run(tmp_path):
         eval_data=x,
         eval_every=50,
     )
-    m_full = float(pyro.param("m"))
+    m_full = float(pyro.param("m").detach())
     assert abs(m_full - float(x.sum() / 41)) < 0.1
 
     ckpt = tmp_path / "svi.pt"
@@ -233,7 +233,7 @@ def test_svi_object_and_its_resume_equals_an_uninterrupted_run(tmp_path):
         resume=True,
     )
     assert rest.resumed_from == 80
-    assert float(pyro.param("m")) == m_full
+    assert float(pyro.param("m").detach()) == m_full
     assert rest.train_loss == full.train_loss and rest.eval_loss == full.eval_loss
 
 
