@@ -1,0 +1,76 @@
+"""pyro_lgm.transforms."""
+
+from pyro_lgm.transforms.actnorm import ActNorm, actnorm
+from pyro_lgm.transforms.autoregressive import (
+    AffineAutoregressive,
+    ConditionalAffineAutoregressive,
+    affine_autoregressive,
+    conditional_affine_autoregressive,
+)
+from pyro_lgm.transforms.coupling import (
+    AdditiveCoupling,
+    AffineCoupling,
+    ConditionalAdditiveCoupling,
+    ConditionalAffineCoupling,
+    DiagonalScale,
+    additive_coupling,
+    affine_coupling,
+    conditional_additive_coupling,
+    conditional_affine_coupling,
+    coupling_mask,
+    diagonal_scale,
+)
+from pyro_lgm.transforms.permute import Permute, Reverse, permute, reverse
+from pyro_lgm.transforms.planar import (
+    ConditionalPlanar,
+    ConditionedPlanar,
+    Planar,
+    conditional_planar,
+    planar,
+)
+from pyro_lgm.transforms.radial import (
+    ConditionalRadial,
+    ConditionedRadial,
+    Radial,
+    conditional_radial,
+    radial,
+)
+
+__all__: list[str] = [
+    # autoregressive.py
+    "AffineAutoregressive",
+    "ConditionalAffineAutoregressive",
+    "affine_autoregressive",
+    "conditional_affine_autoregressive",
+    # coupling.py, actnorm.py, permute.py
+    "ActNorm",
+    "AdditiveCoupling",
+    "AffineCoupling",
+    "ConditionalAdditiveCoupling",
+    "ConditionalAffineCoupling",
+    "DiagonalScale",
+    "Permute",
+    "Reverse",
+    "actnorm",
+    "additive_coupling",
+    "affine_coupling",
+    "conditional_additive_coupling",
+    "conditional_affine_coupling",
+    "coupling_mask",
+    "diagonal_scale",
+    "permute",
+    "reverse",
+]
+# planar.py, radial.py
+__all__ += [
+    "ConditionalPlanar",
+    "ConditionalRadial",
+    "ConditionedPlanar",
+    "ConditionedRadial",
+    "Planar",
+    "Radial",
+    "conditional_planar",
+    "conditional_radial",
+    "planar",
+    "radial",
+]
