@@ -21,4 +21,6 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# One thread per test process: CI runs two xdist workers on two cores, and torch's own
+# intra-op threads on top of that oversubscribe the machine (small models get ~40x slower).
+torch.set_num_threads(1)
