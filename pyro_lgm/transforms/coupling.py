@@ -538,6 +538,26 @@ class DiagonalScale(TransformModule):
 # --------------------------------------------------------------------------------------
 # Helpers in Pyro's style
 # --------------------------------------------------------------------------------------
+def _mask_and_conditioner(
+    input_dim: int,
+    hidden_dims: Sequence[int] | None,
+    mask: MaskLike,
+    invert_mask: bool,
+    params_per_feature: int,
+    context_dim: int,
+    activation: type[nn.Module],
+) -> tuple[torch.Tensor, DenseNN]:
+    """The boolean mask and a zero-initialised conditioner mapping the conditioning part
+    (and the context) to ``params_per_feature`` numbers per transformed feature."""
+    m = _as_mask(mask, input_dim, invert_mask)
+    na, nb = int(m.sum()), int((~m).sum())
+    hidden = _default_hidden(input_dim, hidden_dims)
+    net = DenseNN(
+        na, hidden, params_per_feature * nb, context_dim=context_dim, activation=activation
+    )
+    return m, net
+
+
 def additive_coupling(
     input_dim: int,
     hidden_dims: Sequence[int] | None = None,
@@ -559,9 +579,7 @@ def additive_coupling(
         >>> additive_coupling(3, [8]).mask.tolist()
         [True, False, False]
     """
-    m = _as_mask(mask, input_dim, invert_mask)
-    na, nb = int(m.sum()), int((~m).sum())
-    net = DenseNN(na, _default_hidden(input_dim, hidden_dims), nb, activation=activation)
+    m, net = _mask_and_conditioner(input_dim, hidden_dims, mask, invert_mask, 1, 0, activation)
     return AdditiveCoupling(m, net)
 
 
@@ -588,9 +606,7 @@ def affine_coupling(
         >>> affine_coupling(4, [8], mask="alternating", invert_mask=True).mask.tolist()
         [False, True, False, True]
     """
-    m = _as_mask(mask, input_dim, invert_mask)
-    na, nb = int(m.sum()), int((~m).sum())
-    net = DenseNN(na, _default_hidden(input_dim, hidden_dims), 2 * nb, activation=activation)
+    m, net = _mask_and_conditioner(input_dim, hidden_dims, mask, invert_mask, 2, 0, activation)
     return AffineCoupling(m, net, log_scale_bound)
 
 
@@ -616,10 +632,9 @@ def conditional_additive_coupling(
         >>> conditional_additive_coupling(3, 2, [8]).context_dim
         2
     """
-    m = _as_mask(mask, input_dim, invert_mask)
-    na, nb = int(m.sum()), int((~m).sum())
-    hidden = _default_hidden(input_dim, hidden_dims)
-    net = DenseNN(na, hidden, nb, context_dim=context_dim, activation=activation)
+    m, net = _mask_and_conditioner(
+        input_dim, hidden_dims, mask, invert_mask, 1, context_dim, activation
+    )
     return ConditionalAdditiveCoupling(m, net, context_dim)
 
 
@@ -647,10 +662,9 @@ def conditional_affine_coupling(
         >>> conditional_affine_coupling(3, 2, [8]).condition(torch.zeros(2)).input_dim
         3
     """
-    m = _as_mask(mask, input_dim, invert_mask)
-    na, nb = int(m.sum()), int((~m).sum())
-    hidden = _default_hidden(input_dim, hidden_dims)
-    net = DenseNN(na, hidden, 2 * nb, context_dim=context_dim, activation=activation)
+    m, net = _mask_and_conditioner(
+        input_dim, hidden_dims, mask, invert_mask, 2, context_dim, activation
+    )
     return ConditionalAffineCoupling(m, net, context_dim, log_scale_bound)
 
 
