@@ -123,6 +123,8 @@ def test_realnvp_without_actnorm_is_standard_normal_at_init():
 @given(st.data())
 @pytest.mark.parametrize("kind", ["additive", "affine", "cond_additive", "cond_affine"])
 def test_block_triangular_jacobian(kind, data):
+    # Seed the weights through Hypothesis: unseeded, the result depended on test order.
+    torch.manual_seed(data.draw(st.integers(0, 2**31 - 1), label="torch seed"))
     d = data.draw(st.integers(2, 10), label="D")
     mask = draw_mask(data.draw, d)
     if kind == "additive":
