@@ -195,7 +195,10 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     g = torch.Generator().manual_seed(args.seed)
     budget_s = args.time_budget * 60
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     start = time.perf_counter()
+    start_clock = clock()
+    cpu0 = time.process_time()
     best = {"valid_nll": float("inf"), "step": 0, "epoch": 0.0, "state": None}
     history = []
     step, bad_evals, stop = 0, 0, None
@@ -212,6 +215,10 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
                 loss = model.order_agnostic_loss(x, generator=g).mean()
             else:
                 loss = -model().log_prob(x).mean()
+            if args.schedule == "cosine":  # anneal over the time budget
+                frac = min((clock() - start_clock) / budget_s, 1.0)
+                for group in opt.param_groups:
+                    group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * frac))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if not torch.isfinite(loss):
@@ -221,7 +228,7 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
             if pbar is not None:
                 pbar.update(1)
                 pbar.set_postfix(loss=f"{loss.item():.2f}", best=f"{best['valid_nll']:.2f}")
-            out_of_time = time.perf_counter() - start > budget_s
+            out_of_time = clock() - start_clock > budget_s
             if step % eval_every == 0 or out_of_time:
                 v = valid_nll(args, model, x_valid, masks)
                 history.append(
@@ -231,6 +238,7 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
                         "train_loss": loss.item(),
                         "valid_nll": v,
                         "time_s": time.perf_counter() - start,
+                        "cpu_s": time.process_time() - cpu0,
                     }
                 )
                 if v < best["valid_nll"]:
@@ -261,12 +269,14 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
     if pbar is not None:
         pbar.close()
     train_s = time.perf_counter() - start
+    train_cpu_s = time.process_time() - cpu0
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return {
         "steps": step,
         "epochs_done": step / steps_per_epoch,
         "train_time_s": train_s,
+        "train_cpu_s": train_cpu_s,
         "stopped_by": stop or "epochs",
         "best_valid_nll": best["valid_nll"],
         "best_step": best["step"],
@@ -280,20 +290,28 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
 
 @torch.no_grad()
 def throughput(args) -> None:
-    """``log_prob`` examples/s of NADE vs a one-hidden-layer MADE of the same width."""
+    """``log_prob`` examples/s of NADE vs MADE of the same width, and NADE's arithmetic floor.
+
+    The floor row times nothing but the ``B x D x H`` logistic sigmoids that NADE's
+    definition requires (one hidden vector per position), applied in place to a
+    ``16 x B x H`` buffer ``D / 16`` times: no implementation of NADE with sigmoid units can
+    be faster than that row on this machine with torch's kernels.
+    """
     from pyro_lgm.models import NADE, DeepNADE
 
     g = torch.Generator().manual_seed(args.seed)
     x = torch.bernoulli(torch.full((args.batch_size, 784), 0.13), generator=g)
     h = args.hidden
+    made = _made_class()
     rows = [
         (f"NADE(784, hidden={h})", NADE(784, hidden=h, seed=args.seed), x),
-        (f"MADE(784, hidden_dims=({h},))", _made_class()(784, hidden_dims=(h,), seed=args.seed), x),
         (
-            f"MADE(784, hidden_dims=({h}, {h}))",
-            _made_class()(784, hidden_dims=(h, h), seed=args.seed),
+            f"NADE(784, hidden={h}, activation='relu')",
+            NADE(784, hidden=h, activation="relu", seed=args.seed),
             x,
         ),
+        (f"MADE(784, hidden_dims=({h},))", made(784, hidden_dims=(h,), seed=args.seed), x),
+        (f"MADE(784, hidden_dims=({h}, {h}))", made(784, hidden_dims=(h, h), seed=args.seed), x),
         # exact log_prob of one ordering: 784 passes per image, so a smaller batch
         (
             f"DeepNADE(784, hidden_dims=({h}, {h})) exact",
@@ -305,23 +323,37 @@ def throughput(args) -> None:
         f"# log_prob throughput, batch {args.batch_size}, threads {torch.get_num_threads()}, "
         f"{args.repeats} timed repeats after 1 warm-up (median)"
     )
-    results = {}
-    for name, model, xb in rows:
-        model.eval()
-        model().log_prob(xb)  # warm-up
+
+    def timed(fn) -> float:
+        fn()  # warm-up
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
-            model().log_prob(xb)
+            fn()
             times.append(time.perf_counter() - t)
-        med = sorted(times)[len(times) // 2]
+        return sorted(times)[len(times) // 2]
+
+    results = {}
+    for name, model, xb in rows:
+        model.eval()
+        med = timed(lambda model=model, xb=xb: model().log_prob(xb))
         results[name] = len(xb) / med
         print(
-            f"{name:45s} {len(xb) / med:12.1f} examples/s  ({med * 1e3:.1f} ms per batch of "
+            f"{name:50s} {len(xb) / med:12.1f} examples/s  ({med * 1e3:.1f} ms per batch of "
             f"{len(xb)})"
         )
-    nade, made1 = list(results.values())[:2]
-    print(f"MADE(1 layer) / NADE speed ratio: {made1 / nade:.2f}")
+    buf = torch.randn(16, args.batch_size, h)
+    med = timed(lambda: [buf.sigmoid_() for _ in range(784 // 16)])
+    floor = f"floor: {784} x {h} in-place sigmoids per example"
+    results[floor] = args.batch_size / med
+    print(f"{floor:50s} {args.batch_size / med:12.1f} examples/s  ({med * 1e3:.1f} ms)")
+    names = list(results)
+    nade, nade_relu, made1 = (results[n] for n in names[:3])
+    print(
+        f"NADE time / MADE(1 layer) time: {made1 / nade:.2f} (sigmoid), "
+        f"{made1 / nade_relu:.2f} (relu)"
+    )
+    print(f"sigmoid floor time / MADE(1 layer) time: {made1 / results[floor]:.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"throughput": results}, indent=2))
 
@@ -345,9 +377,22 @@ def parse_args(argv=None):
     )
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--time-budget", type=float, default=15.0, help="training minutes")
+    p.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="wall",
+        help="what --time-budget counts: wall-clock time, or this process's CPU time (fair "
+        "on a shared machine; with --threads 1 one CPU-minute is one core-minute)",
+    )
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--eval-batch-size", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="learning rate: constant, or cosine-annealed to 0 over --time-budget",
+    )
     p.add_argument("--num-masks", type=int, default=32, help="made: mask sets (train + test)")
     p.add_argument("--num-orderings", type=int, default=16, help="eonade: test orderings")
     p.add_argument(
@@ -459,7 +504,8 @@ def main(argv=None) -> dict | None:
     )
     print(
         f"trained {fit['steps']} steps = {fit['epochs_done']:.2f} epochs in "
-        f"{fit['train_time_s']:.0f} s (stopped by: {fit['stopped_by']}); best valid "
+        f"{fit['train_time_s']:.0f} s wall, {fit['train_cpu_s']:.0f} s CPU "
+        f"(stopped by: {fit['stopped_by']}); best valid "
         f"{fit['best_valid_nll']:.3f} nats at epoch {fit['best_epoch']:.2f}"
     )
     extra = ""

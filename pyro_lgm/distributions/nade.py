@@ -24,6 +24,8 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
+from pyro_lgm.distributions._nade_kernel import nade_logits
+
 __all__ = ["NADE", "RNADE"]
 
 
@@ -393,6 +395,40 @@ class NADE(_RunningNADE):
 
     def _make_conditional(self, params: tuple[torch.Tensor, ...]) -> dist.Bernoulli:
         return dist.Bernoulli(logits=params[0], validate_args=False)
+
+    def _params(
+        self, value: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ...]:
+        """Logits of every position; a plain :class:`pyro_lgm.models.NADE` net takes the fast
+        blocked pass with its hand-written ``O(N H)``-memory backward (``_nade_kernel``)."""
+        from pyro_lgm.models.nade import NADE as _Module
+
+        net = self.net
+        cls = type(net)
+        if not (
+            isinstance(net, _Module)
+            and cls.hidden is _Module.hidden
+            and cls.heads is _Module.heads
+            and cls.input_bias is _Module.input_bias
+        ):
+            return super()._params(value, context)
+        d, h = self.event_shape[0], net.hidden_size
+        shape = value.shape[:-1]
+        order = self._order
+        x = value[..., order].reshape(-1, d)
+        c = net.input_bias(context)
+        if c.dim() > 1:
+            c = c.expand(shape + (h,)).reshape(-1, h)
+        logits = nade_logits(
+            x,
+            net.weight_in[:, order].t(),
+            c,
+            net.weight_out[order],
+            net.bias_out[order],
+            net.activation,
+            self.block_size,
+        )
+        return (logits[:, _inverse_permutation(order)].reshape(shape + (d,)),)
 
 
 class RNADE(_RunningNADE):
