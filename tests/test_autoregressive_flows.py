@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyro_lgm.models import Flow, iaf, maf
+from pyro_lgm.models import Flow, conditional_planar_flow, iaf, maf, realnvp
 from pyro_lgm.nn import MADE
 from pyro_lgm.testing import assert_autoregressive
 from pyro_lgm.transforms import (
@@ -309,3 +309,33 @@ def test_transform_attributes():
     assert t.domain.event_dim == 1 and t.codomain.event_dim == 1
     assert t.inv.inv is t
     assert t.with_cache(0)._cache_size == 0 and t.with_cache(0).made is t.made
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: maf(3, [8], num_layers=2, context_dim=2),
+        lambda: iaf(3, [8], num_layers=2, context_dim=2),
+        lambda: realnvp(3, num_layers=2, hidden_dims=[8], context_dim=2),
+        lambda: conditional_planar_flow(3, 2, num_layers=2),
+    ],
+    ids=["maf", "iaf", "realnvp", "planar"],
+)
+def test_conditional_flow_batch_shape_follows_context(make):
+    """flow(context) has the context's batch shape: one sample per context row."""
+    torch.manual_seed(0)
+    flow = make()
+    ctx = torch.randn(4, 2)
+    d = flow(ctx)
+    assert d.batch_shape == (4,) and d.event_shape == (3,)
+    x = d.sample()
+    assert x.shape == (4, 3)
+    xs = d.sample((5,))
+    assert xs.shape == (5, 4, 3)
+    lp = d.log_prob(xs)
+    assert lp.shape == (5, 4)
+    # row i of the batch is the flow conditioned on context row i alone
+    for i in range(4):
+        torch.testing.assert_close(lp[:, i], flow(ctx[i]).log_prob(xs[:, i]))
+    with pytest.raises(ValueError, match="context"):
+        flow(torch.tensor(1.0))

@@ -198,8 +198,10 @@ def test_conditional_realnvp_flow_context_batch():
     flow = _perturb_flow(realnvp(3, num_layers=2, hidden_dims=[8], context_dim=2))
     d = flow(torch.randn(4, 2))
     assert d.log_prob(torch.randn(4, 3)).shape == (4,)
-    # the base is unbatched, so the sample shape must broadcast against the context batch
-    assert d.sample((7, 4)).shape == (7, 4, 3)
+    # the batch shape is the context's: sample_shape comes in front of it
+    assert d.batch_shape == (4,)
+    assert d.sample().shape == (4, 3)
+    assert d.sample((7,)).shape == (7, 4, 3)
     with pytest.raises(ValueError, match="context"):
         flow()
 

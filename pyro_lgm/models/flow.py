@@ -59,9 +59,13 @@ class Flow(nn.Module):
         self.conditional = bool(conditional)
         self.register_buffer("_loc", torch.zeros(()), persistent=False)
 
-    def base(self) -> dist.Distribution:
-        """The standard-normal base distribution on this module's device and dtype."""
-        loc = self._loc.expand(self.event_shape)
+    def base(self, batch_shape: Sequence[int] = ()) -> dist.Distribution:
+        """The standard-normal base distribution on this module's device and dtype.
+
+        Args:
+            batch_shape: its batch shape (a conditional flow uses the context's).
+        """
+        loc = self._loc.expand(torch.Size(batch_shape) + self.event_shape)
         return dist.Normal(loc, torch.ones_like(loc)).to_event(len(self.event_shape))
 
     def forward(self, context: torch.Tensor | None = None) -> dist.TransformedDistribution:
@@ -69,16 +73,26 @@ class Flow(nn.Module):
 
         Args:
             context: ``(..., context_dim)`` tensor, required iff the flow is conditional.
+                Its leading dimensions ``...`` become the distribution's batch shape, so
+                ``flow(context).sample()`` draws one sample per context, shape
+                ``(..., *event_shape)``.
         """
         if self.conditional and context is None:
             raise ValueError("context: this flow is conditional; pass a context tensor")
         if not self.conditional and context is not None:
             raise ValueError("context: this flow is not conditional; pass context=None")
+        batch_shape = ()
+        if context is not None:
+            if not isinstance(context, torch.Tensor) or context.dim() < 1:
+                raise ValueError(
+                    f"context: expected a tensor of shape (..., context_dim), got {context!r}"
+                )
+            batch_shape = context.shape[:-1]
         ts = [
             t.condition(context) if isinstance(t, dist.ConditionalTransform) else t
             for t in self.transforms
         ]
-        return dist.TransformedDistribution(self.base(), ts)
+        return dist.TransformedDistribution(self.base(batch_shape), ts)
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}, conditional={self.conditional}"
