@@ -90,6 +90,8 @@ def _ordered_logits(
 def _ordered_logits_chunk(
     net: object, value: torch.Tensor, context: torch.Tensor | None, order: torch.Tensor
 ) -> torch.Tensor:
+    if hasattr(net, "ordered_logits"):  # the net's own (cheaper) pass, e.g. models.DeepNADE
+        return net.ordered_logits(value, order, context)
     d = order.numel()
     masks = _prefix_masks(order, value.dtype)  # (D, D)
     xm = value.unsqueeze(-2) * masks  # (..., D, D): one masked copy per step

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from pyro_lgm import distributions as lgm_dist
+from pyro_lgm.distributions.nade import _inverse_permutation
 
 __all__ = ["NADE", "RNADE", "DeepNADE"]
 
@@ -373,6 +374,48 @@ class DeepNADE(nn.Module):
             parts.append(context)
         shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
         return self.net(torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1))
+
+    def ordered_logits(
+        self, value: torch.Tensor, order: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r"""Logit of every position given the positions before it in ``order``: ``(..., D)``.
+
+        The same numbers as running the network on the ``D`` prefix-masked copies of each
+        example and reading output ``o_k`` of copy ``k``, but cheaper: the first layer's
+        pre-activation of copy ``k`` is a running sum along the ordering,
+
+        .. math::
+            a^{(1)}_k = b_1 + W_c\,c + \sum_{j<k} ig(W_x[:, o_j]\, x_{o_j} + W_m[:, o_j]ig),
+
+        and only output ``o_k`` of copy ``k`` is computed. For 784 inputs and two layers of
+        500 units that is about a sixth of the multiply-adds of the masked-copies pass.
+
+        Args:
+            value: ``(..., D)`` values; ``context``: ``(..., context_dim)`` when conditional
+                (broadcast with ``value``); ``order``: ``(D,)`` permutation.
+        """
+        d = self.features
+        layers = list(self.net)
+        first, last = layers[0], layers[-1]
+        shape = value.shape[:-1]
+        if self.context_dim:
+            if context is None:
+                raise ValueError("context: the model is conditional; pass a context tensor")
+            shape = torch.broadcast_shapes(shape, context.shape[:-1])
+            context = context.expand(*shape, self.context_dim)
+        x = value.expand(*shape, d)[..., order]
+        w_x = first.weight[:, :d][:, order].t()  # (D, H1) in generation order
+        w_m = first.weight[:, d : 2 * d][:, order].t()
+        bias = first.bias
+        if self.context_dim:
+            bias = bias + context @ first.weight[:, 2 * d :].t()  # (..., H1)
+        step = x.unsqueeze(-1) * w_x + w_m  # (..., D, H1): what observing o_j adds
+        h = bias.unsqueeze(-2) + (torch.cumsum(step, -2) - step)  # exclusive running sum
+        for layer in layers[1:-1]:
+            h = layer(h)
+        w_out = last.weight[order]  # (D, H_L): the output row of o_k
+        by_step = (h * w_out).sum(-1) + last.bias[order]  # (..., D), generation order
+        return by_step.index_select(by_step.dim() - 1, _inverse_permutation(order))
 
     def forward(
         self,
