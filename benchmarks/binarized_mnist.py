@@ -421,6 +421,11 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=None, help="also write the results as JSON here")
+    p.add_argument(
+        "--save-model",
+        default=None,
+        help="also save the best model's state_dict here (written atomically)",
+    )
     args = p.parse_args(argv)
     for name in (
         "hidden",
@@ -528,6 +533,10 @@ def main(argv=None) -> dict | None:
     )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.save_model:
+        tmp = Path(args.save_model).with_suffix(".tmp")
+        torch.save({"args": vars(args), "state_dict": model.state_dict()}, tmp)
+        os.replace(tmp, args.save_model)  # never a half-written file under the final name
     return result
 
 
