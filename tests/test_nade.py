@@ -477,3 +477,26 @@ def test_deepnade_running_sum_pass_equals_masked_copies(context_dim, activation)
         fast = model.ordered_logits(x, order, ctx)
         slow = _ordered_logits_chunk(MaskedCopiesOnly(model), x, ctx, order)
         torch.testing.assert_close(fast, slow)
+
+
+def test_subclass_overrides_are_not_bypassed_by_fast_paths():
+    """A subclass that overrides a method of the generic pass gets that pass, not the
+    library module's fast path (which would silently ignore the override)."""
+
+    class ScaledNADE(lm.NADE):
+        def heads(self, h, index):
+            return 2.0 * super().heads(h, index)
+
+    class ScaledDeepNADE(lm.DeepNADE):
+        def conditional_logits(self, x_masked, mask, context=None):
+            return 2.0 * super().conditional_logits(x_masked, mask, context)
+
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0]], dtype=torch.float64)
+    for plain, scaled in (
+        (lm.NADE(5, hidden=4, seed=0), ScaledNADE(5, hidden=4, seed=0)),
+        (lm.DeepNADE(5, (4,), seed=0), ScaledDeepNADE(5, (4,), seed=0)),
+    ):
+        plain, scaled = plain.double(), scaled.double()
+        logits = plain().conditionals(x).logits
+        expected = torch.distributions.Bernoulli(logits=2 * logits).log_prob(x).sum(-1)
+        torch.testing.assert_close(scaled().log_prob(x), expected)

@@ -27,6 +27,7 @@ from pyro_lgm.distributions.nade import (
     _check_order,
     _inverse_permutation,
     _NetDistribution,
+    _unmodified,
 )
 
 __all__ = ["DeepNADE", "EoNADE"]
@@ -90,7 +91,9 @@ def _ordered_logits(
 def _ordered_logits_chunk(
     net: object, value: torch.Tensor, context: torch.Tensor | None, order: torch.Tensor
 ) -> torch.Tensor:
-    if hasattr(net, "ordered_logits"):  # the net's own (cheaper) pass, e.g. models.DeepNADE
+    from pyro_lgm.models.nade import DeepNADE as _Module
+
+    if _unmodified(net, _Module, "conditional_logits"):  # the module's cheaper exact pass
         return net.ordered_logits(value, order, context)
     d = order.numel()
     masks = _prefix_masks(order, value.dtype)  # (D, D)
