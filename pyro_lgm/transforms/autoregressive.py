@@ -219,27 +219,24 @@ class AffineAutoregressive(TransformModule):
         key, had_grad = meta
         return (had_grad or not torch.is_grad_enabled()) and key == self._state_key()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def _through_cache(self, arg: torch.Tensor, inverse: bool) -> torch.Tensor:
+        """``_call(arg)`` (or ``_inverse(arg)``), reusing the cached pair when it is valid."""
+        compute = self._inverse if inverse else self._call
         if self._cache_size == 0:
-            return self._call(x)
-        x_old, y_old = self._cached_x_y
-        if x is x_old and self._cache_valid(self._cache_meta):
-            return y_old
-        y = self._call(x)
-        self._cached_x_y = x, y
-        self.__dict__["_cache_meta"] = self._ldj_cache[3]  # set by _call
-        return y
+            return compute(arg)
+        pair = self._cached_x_y[::-1] if inverse else self._cached_x_y  # (input, output)
+        if arg is pair[0] and self._cache_valid(self._cache_meta):
+            return pair[1]
+        out = compute(arg)
+        self._cached_x_y = (out, arg) if inverse else (arg, out)
+        self.__dict__["_cache_meta"] = self._ldj_cache[3]  # set by _call / _inverse
+        return out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self._through_cache(x, inverse=False)
 
     def _inv_call(self, y: torch.Tensor) -> torch.Tensor:
-        if self._cache_size == 0:
-            return self._inverse(y)
-        x_old, y_old = self._cached_x_y
-        if y is y_old and self._cache_valid(self._cache_meta):
-            return x_old
-        x = self._inverse(y)
-        self._cached_x_y = x, y
-        self.__dict__["_cache_meta"] = self._ldj_cache[3]  # set by _inverse
-        return x
+        return self._through_cache(y, inverse=True)
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
