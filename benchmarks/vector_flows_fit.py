@@ -151,7 +151,7 @@ def train_for(
     ``make_chunk(k)`` returns the training tensor of chunk ``k``; ``evaluate()`` (optional)
     returns a validation loss after every chunk: the best parameters are kept.
     """
-    opt = torch.optim.Adam(flow.parameters(), lr=lr)
+    opt = torch.optim.Adam(flow.parameters(), lr=lr, fused=True)  # as fit()'s default
     base_lr = lr
     steps = rollbacks = 0
     spent = 0.0

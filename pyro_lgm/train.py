@@ -393,6 +393,19 @@ def _grad_norm_and_clip(params: list[torch.nn.Parameter], max_norm: float | None
     return value
 
 
+def _adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` with its fused kernel where this torch and these parameters allow.
+
+    The fused update is one kernel per step instead of several per parameter tensor: for
+    flows of many small layers on a CPU the optimizer step is then several times cheaper. Same
+    algorithm, results equal up to rounding.
+    """
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # an older torch, or an unsupported device
+        return torch.optim.Adam(params, lr=lr)
+
+
 def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
@@ -464,7 +477,8 @@ def fit(
         epochs: alternatively, passes over ``data`` (exactly one of ``steps``/``epochs``).
         batch_size: mini-batch size for tensor data (a DataLoader has its own).
         optimizer: a ``torch.optim.Optimizer`` class or factory called as
-            ``optimizer(params, lr=lr)``, or a ready optimizer (default ``Adam``).
+            ``optimizer(params, lr=lr)``, or a ready optimizer (default ``Adam``, with
+            torch's fused kernel where the parameters' device and dtype support it).
         lr: learning rate passed to the factory.
         scheduler: optional ``scheduler(optimizer)`` returning an LR scheduler stepped after
             every optimization step (saved in checkpoints).
@@ -605,7 +619,7 @@ def fit(
         else:
             if not params:
                 raise ValueError("model: it has no trainable parameters")
-            opt = optimizer(params, lr=lr)
+            opt = _adam(params, lr) if optimizer is torch.optim.Adam else optimizer(params, lr=lr)
         sched = scheduler(opt) if scheduler is not None else None
     elif dist_info is not None:
         raise ValueError("svi: distributed training with a pyro.infer.SVI is not supported")

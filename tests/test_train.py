@@ -90,6 +90,25 @@ def test_real_flow_trains_and_context_batches_are_supported():
     )
 
 
+def test_default_adam_is_fused_and_follows_plain_adams_trajectory():
+    # fit() builds torch's fused Adam by default; it must be the same algorithm as the
+    # per-tensor Adam a user would pass, step for step (float64, so rounding stays tiny)
+    x = _gaussian_data(512).double()
+    runs = []
+    for optimizer in (torch.optim.Adam, lambda ps, lr: torch.optim.Adam(ps, lr=lr)):
+        flow = maf(2, hidden_dims=[16], num_layers=2, seed=0).double()
+        r = fit(
+            flow, x, steps=40, batch_size=64, lr=1e-2, seed=0, progress=False, optimizer=optimizer
+        )
+        runs.append((r.train_loss, [p.detach().clone() for p in flow.parameters()]))
+    assert runs[0][0][-1] < runs[0][0][0] - 0.2  # it trained
+    torch.testing.assert_close(torch.tensor(runs[0][0]), torch.tensor(runs[1][0]))
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    params = [nn.Parameter(torch.zeros(3))]
+    assert train._adam(params, 1e-3).defaults["fused"] is True
+
+
 def test_dataloader_epochs_and_eval_schedule():
     x = _gaussian_data(200)
     loader = DataLoader(TensorDataset(x), batch_size=32, shuffle=True)
