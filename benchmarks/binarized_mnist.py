@@ -285,6 +285,51 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
     }
 
 
+# Settings that fix the architecture: a saved model is only evaluated under the same ones.
+ARCHITECTURE_ARGS = ("model", "hidden", "layers", "activation", "seed")
+
+
+def load_saved(args, model: torch.nn.Module) -> dict:
+    """Load a ``--save-model`` file into ``model``; return its training summary.
+
+    The summary comes from the saved run's ``--out`` JSON when it lies next to the model
+    (same name, ``.json``), so the loaded evaluation still reports how the model was trained.
+    """
+    path = Path(args.load_model)
+    if not path.is_file():
+        raise SystemExit(f"--load-model: no such file {str(path)!r}")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or "state_dict" not in saved or "args" not in saved:
+        raise SystemExit(f"--load-model: {str(path)!r} was not written by --save-model")
+    mismatched = [
+        f"--{k.replace('_', '-')} {saved['args'].get(k)!r} (saved) vs {getattr(args, k)!r}"
+        for k in ARCHITECTURE_ARGS
+        if saved["args"].get(k) != getattr(args, k)
+    ]
+    if mismatched:
+        raise SystemExit("--load-model: the saved run used " + "; ".join(mismatched))
+    model.load_state_dict(saved["state_dict"])
+    summary = {
+        "steps": 0,
+        "epochs_done": 0.0,
+        "train_time_s": 0.0,
+        "train_cpu_s": 0.0,
+        "stopped_by": "loaded",
+        "best_valid_nll": float("nan"),
+        "best_epoch": float("nan"),
+        "history": [],
+    }
+    sidecar = path.with_suffix(".json")
+    trained_by = "unknown (no JSON from --out next to the model)"
+    if sidecar.is_file():
+        info = json.loads(sidecar.read_text())
+        summary.update({k: info[k] for k in summary if k in info})
+        trained_by = info.get("command", trained_by)
+    summary["trained_by"] = trained_by
+    summary["loaded_from"] = str(path)
+    return summary
+
+
 # ----------------------------------------------------------------------------- throughput
 
 
@@ -426,6 +471,12 @@ def parse_args(argv=None):
         default=None,
         help="also save the best model's state_dict here (written atomically)",
     )
+    p.add_argument(
+        "--load-model",
+        default=None,
+        help="evaluate a model saved by --save-model on the test set, without training "
+        "(--model, --hidden, --layers and --activation must match the saved run)",
+    )
     args = p.parse_args(argv)
     for name in (
         "hidden",
@@ -483,7 +534,10 @@ def main(argv=None) -> dict | None:
         f"valid {len(x_valid)}, test {len(x_test)}; threads {torch.get_num_threads()}"
     )
 
-    fit = train(args, model, x_train, x_valid, masks)
+    if args.load_model:
+        fit = load_saved(args, model)
+    else:
+        fit = train(args, model, x_train, x_valid, masks)
     t = time.perf_counter()
     test = test_nll(args, model, x_test, masks)
     test["test_time_s"] = time.perf_counter() - t
@@ -507,6 +561,8 @@ def main(argv=None) -> dict | None:
         f"model {args.model}: {result['params']} parameters, hidden {args.hidden}"
         + (f" x {args.layers} layers" if args.model != "nade" else "")
     )
+    if args.load_model:
+        print(f"loaded from {args.load_model} (trained by: {fit['trained_by']})")
     print(
         f"trained {fit['steps']} steps = {fit['epochs_done']:.2f} epochs in "
         f"{fit['train_time_s']:.0f} s wall, {fit['train_cpu_s']:.0f} s CPU "
