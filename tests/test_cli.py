@@ -175,3 +175,22 @@ def test_quickstart_tutorial_runs(capsys):
     # the Pyro trace and the direct log_prob agree
     m = re.search(r"Pyro trace: (-?[\d.]+) \(direct: (-?[\d.]+)\)", out)
     assert m.group(1) == m.group(2)
+
+
+def test_autoregressive_tutorial_runs(capsys):
+    path = os.path.join(os.path.dirname(__file__), "..", "tutorials", "03_autoregressive_digits.py")
+    tutorial = runpy.run_path(path, run_name="tutorial")
+    threads = torch.get_num_threads()
+    try:
+        nll = tutorial["main"](steps=5)
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert set(nll) == {"nade", "eonade", "made"}
+    # 64 binary pixels: a finite NLL below 64 log 2 once trained a little (uniform is 44.4)
+    assert all(0 < v < 64 * math.log(2) for v in nll.values()), nll
+    m = re.search(r"Pyro trace: (-?[\d.]+) \(direct: (-?[\d.]+)\)", out)
+    assert m.group(1) == m.group(2)
+    m = re.search(r"sum of their log-probs (-?[\d.]+) = log_prob (-?[\d.]+)", out)
+    assert m.group(1) == m.group(2)
+    assert "sums to one over all 1024" in out
