@@ -36,7 +36,7 @@ Seed targets (published, full training of hours to days): NADE 88.33 (500 hidden
 MADE 86.64 (2 hidden layers, 32 masks), EoNADE 85.10 (2 hidden layers, 128 orderings).
 The MADE figure comes from layers of 8000 units (``[8000,8000]`` in the command its authors
 published with their code, trained with Adagrad): run it with ``--hidden 8000``; the
-default ``--hidden 500`` is a 70x smaller network.
+default ``--hidden 500`` has 74x fewer parameters (1.04 M against 76.6 M).
 """
 
 from __future__ import annotations
