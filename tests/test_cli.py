@@ -161,14 +161,19 @@ def test_python_dash_m_help():
     assert "demo" in proc.stdout and proc.stdout.startswith("usage: pyro-lgm")
 
 
-def test_quickstart_tutorial_runs(capsys):
-    path = os.path.join(os.path.dirname(__file__), "..", "tutorials", "01_quickstart.py")
+def _run_tutorial(name: str, **kwargs):
+    """``main(**kwargs)`` of ``tutorials/<name>``, restoring the thread count it changes."""
+    path = os.path.join(os.path.dirname(__file__), "..", "tutorials", name)
     tutorial = runpy.run_path(path, run_name="tutorial")
     threads = torch.get_num_threads()
     try:
-        kl = tutorial["main"](steps=20)
+        return tutorial["main"](**kwargs)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_quickstart_tutorial_runs(capsys):
+    kl = _run_tutorial("01_quickstart.py", steps=20)
     out = capsys.readouterr().out
     assert "trained 20 steps" in out and "via a Pyro trace" in out
     assert math.isfinite(kl)
@@ -178,13 +183,7 @@ def test_quickstart_tutorial_runs(capsys):
 
 
 def test_autoregressive_tutorial_runs(capsys):
-    path = os.path.join(os.path.dirname(__file__), "..", "tutorials", "03_autoregressive_digits.py")
-    tutorial = runpy.run_path(path, run_name="tutorial")
-    threads = torch.get_num_threads()
-    try:
-        nll = tutorial["main"](steps=5)
-    finally:
-        torch.set_num_threads(threads)
+    nll = _run_tutorial("03_autoregressive_digits.py", steps=5)
     out = capsys.readouterr().out
     assert set(nll) == {"nade", "eonade", "made"}
     # 64 binary pixels: a finite NLL below 64 log 2 once trained a little (uniform is 44.4)
