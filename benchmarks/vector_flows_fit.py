@@ -1,6 +1,7 @@
 """Fit quality of the vector flows: MAF, RealNVP, NICE and planar.
 
-Three sections (``--sections``, default all three); every figure is measured in this run.
+Three sections (``--sections``, default all three) and an optional ``sharpness`` reference;
+every figure is measured in this run.
 
 ``toy``  KL(target || model) on the 2-D toy densities of :mod:`pyro_lgm.data.toy` after a
          fixed training budget per flow and target (``--budget`` seconds, default 120, of
@@ -38,6 +39,11 @@ Three sections (``--sections``, default all three); every figure is measured in 
          argument validation is switched off around the command because its density plot
          evaluates the sharp checkerboard's ``log_prob`` outside the support, which the
          validation rejects.
+
+``sharpness`` no training: KL(checkerboard || the same board blurred by a Gaussian of
+         standard deviation tau) for a few tau, i.e. how sharp a model's edges must be for
+         a given KL on the sharp checkerboard (``Checkerboard(smoothing=tau)`` is that blurred
+         density, exact up to floating point).
 
     python benchmarks/vector_flows_fit.py                       # full run (~40 CPU-minutes)
     python benchmarks/vector_flows_fit.py --quick               # smoke run (about 2 min)
@@ -233,6 +239,26 @@ def run_toy(args) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------- section: sharpness
+SHARPNESS_TAUS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.08)
+
+
+def run_sharpness(args) -> list[dict]:
+    """KL(p || p_tau) for the sharp checkerboard p and its Gaussian blur p_tau."""
+    target = TARGETS["checkerboard"]()
+    g = torch.Generator().manual_seed(10_000 + args.seed)
+    x = target.sample((args.eval_size,), generator=g)
+    log_p = target.log_prob(x).double()
+    rows = []
+    for tau in SHARPNESS_TAUS:
+        blurred = TARGETS["checkerboard"](smoothing=tau)
+        diff = log_p - blurred.log_prob(x).double()
+        kl, se = diff.mean().item(), diff.std().item() / math.sqrt(len(diff))
+        rows.append(dict(tau=tau, kl=kl, se=se))
+        print(f"sharpness checkerboard tau={tau:g}: KL(p || p_tau) = {kl:.4f} +- {se:.4f} nats")
+    return rows
+
+
 # ---------------------------------------------------------------------- section: tabular
 def run_tabular(args) -> list[dict]:
     sets = [("digits", 17)] if "digits" in args.sections else []
@@ -371,7 +397,7 @@ def run_demo(args) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ report
-def report(args, toy, tab, demo) -> None:
+def report(args, toy, tab, demo, sharp=()) -> None:
     print()
     print(
         f"# vector_flows_fit  ({datetime.date.today()}, {platform.platform()}, "
@@ -397,6 +423,12 @@ def report(args, toy, tab, demo) -> None:
         for t in args.targets:
             best = min((r for r in toy if r["target"] == t), key=lambda r: r["kl"])
             print(f"best on {t}: {best['flow']} (KL {best['kl']:.4f})")
+    if sharp:
+        print("\n## How sharp must a model be? KL(checkerboard || checkerboard blurred by tau)\n")
+        print("| tau (square side 1) | KL (nats) | s.e. |")
+        print("| ---: | ---: | ---: |")
+        for r in sharp:
+            print(f"| {r['tau']:g} | {r['kl']:.4f} | {r['se']:.4f} |")
     if tab:
         print(
             f"\n## Tabular test NLL, {args.tab_budget:g} s of training per flow "
@@ -435,7 +467,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--sections",
         nargs="+",
-        choices=["toy", "digits", "debd", "demo"],
+        choices=["toy", "digits", "debd", "demo", "sharpness"],
         default=["toy", "digits", "demo"],
         help="debd: only the DEBD set named by --debd (digits with --debd runs both)",
     )
@@ -513,10 +545,11 @@ def main(argv=None) -> int:
         args.chunk, args.eval_size, args.test_noise = 20, 5000, 2
     torch.set_num_threads(args.threads)
     args.clock_fn = time.process_time if args.clock == "cpu" else time.perf_counter
+    sharp = run_sharpness(args) if "sharpness" in args.sections else []
     toy = run_toy(args) if "toy" in args.sections else []
     tab = run_tabular(args) if {"digits", "debd"} & set(args.sections) else []
     demo = run_demo(args) if "demo" in args.sections else []
-    report(args, toy, tab, demo)
+    report(args, toy, tab, demo, sharp)
     return 0
 
 
