@@ -15,6 +15,7 @@ from pyro_lgm.models import Flow, realnvp
 from pyro_lgm.testing import assert_bijective, assert_log_abs_det_jacobian
 from pyro_lgm.testing import strategies as lst
 from pyro_lgm.transforms import ActNorm, actnorm
+from tests.cases import examples
 from tests.cases.coupling import perturb_last_layer
 
 
@@ -32,7 +33,7 @@ def _assert_standardised(z, atol):
     assert torch.allclose(flat.var(0, unbiased=False), torch.ones_like(flat[0]), atol=atol)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(
     batch=lst.batch_shapes(min_dims=1, max_dims=3, min_size=2, max_size=5),
     d=st.integers(1, 8),

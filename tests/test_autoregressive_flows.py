@@ -19,6 +19,7 @@ from pyro_lgm.transforms import (
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
+from tests.cases import examples
 from tests.cases.autoregressive import perturb
 
 
@@ -34,7 +35,7 @@ def _manual_forward(t: AffineAutoregressive, x: torch.Tensor, context=None):
     return x * log_scale.exp() + out[..., 0], log_scale.sum(-1)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(
     d=st.integers(1, 10),
     width=st.integers(1, 24),

@@ -36,6 +36,7 @@ from pyro_lgm.transforms import (
     diagonal_scale,
     permute,
 )
+from tests.cases import examples
 from tests.cases.coupling import draw_mask, perturb_last_layer
 
 
@@ -119,7 +120,7 @@ def test_realnvp_without_actnorm_is_standard_normal_at_init():
 
 
 # ------------------------------------------------------------------- block structure
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=examples(8), deadline=None)
 @given(st.data())
 @pytest.mark.parametrize("kind", ["additive", "affine", "cond_additive", "cond_affine"])
 def test_block_triangular_jacobian(kind, data):

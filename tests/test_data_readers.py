@@ -34,6 +34,7 @@ from pyro_lgm.data import (
     read_idx,
     write_idx,
 )
+from tests.cases import examples
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -86,7 +87,7 @@ def _no_env(monkeypatch):
 # ----------------------------------------------------------------------------- MNIST
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=examples(8), deadline=None)
 @given(
     n=st.integers(0, 4),
     gz=st.booleans(),
@@ -118,7 +119,7 @@ def test_mnist_flatten_dtype_and_mixed_compression(tmp_path):
     np.testing.assert_array_equal(x2.numpy(), images)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(
     dtype=st.sampled_from([np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]),
     shape=st.lists(st.integers(0, 3), min_size=1, max_size=4),
@@ -241,7 +242,7 @@ def test_env_var_is_honoured(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- binarized MNIST
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(
     n=st.integers(1, 5),
     fmt=st.sampled_from(["amat", "amat.gz", "amat-crlf", "npz", "npz-images"]),
@@ -444,7 +445,7 @@ def test_digits_bad_threshold(bad):
 # ----------------------------------------------------------------------------- DEBD
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(
     n=st.integers(1, 6),
     width=st.integers(1, 20),

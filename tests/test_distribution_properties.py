@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyro_lgm.testing import assert_autoregressive, assert_normalized
-from tests.cases import all_distribution_cases
+from tests.cases import all_distribution_cases, examples
 
 CASES = all_distribution_cases()
 NORMALIZED = [c for c in CASES if c.normalized]
@@ -14,7 +14,7 @@ AUTOREGRESSIVE = [c for c in CASES if c.autoregressive is not None]
 
 
 def _given(case, body):
-    @settings(max_examples=case.max_examples)
+    @settings(max_examples=examples(case.max_examples))
     @given(st.data())
     def inner(data):
         torch.manual_seed(data.draw(st.integers(0, 2**31 - 1), label="torch seed"))

@@ -10,6 +10,7 @@ from torch import nn
 
 from pyro_lgm.nn import MADE, MaskedLinear
 from pyro_lgm.testing import assert_autoregressive
+from tests.cases import examples
 
 
 def _perturb(made: MADE, generator: torch.Generator | None = None) -> None:
@@ -41,7 +42,7 @@ def made_configs(draw):
     )
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(cfg=made_configs(), resamples=st.integers(0, 2), fast=st.booleans())
 def test_made_is_autoregressive(cfg, resamples, fast):
     d = cfg["input_dim"]
@@ -82,7 +83,7 @@ def test_made_is_autoregressive(cfg, resamples, fast):
         made.fast = fast
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(cfg=made_configs())
 def test_relu_made_autoregressive_after_resampling(cfg):
     made = MADE(**cfg).double()

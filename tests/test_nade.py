@@ -16,6 +16,7 @@ from pyro_lgm import distributions as ld
 from pyro_lgm import models as lm
 from pyro_lgm.testing import assert_normalized, tolerance
 from pyro_lgm.testing import strategies as lst
+from tests.cases import examples
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -87,7 +88,7 @@ def prototype_data(n, d, seed, flip=0.05):
 # ------------------------------------------------------------------------------- NADE
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(
     d=st.integers(1, 10),
     h=st.integers(1, 10),

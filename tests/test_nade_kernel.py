@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pyro_lgm.distributions._nade_kernel import nade_logits
 from pyro_lgm.models import NADE
 from pyro_lgm.testing import tolerance
+from tests.cases import examples
 
 
 def reference_logits(x, w, c, v, b, activation):
@@ -27,7 +28,7 @@ def reference_logits(x, w, c, v, b, activation):
     return (h * v).sum(-1) + b
 
 
-@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(15), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     n=st.integers(1, 5),
     d=st.integers(1, 21),

@@ -32,6 +32,7 @@ from pyro_lgm.transforms import (
     planar,
     radial,
 )
+from tests.cases import examples
 
 # ``pyro_lgm.transforms.planar`` is also the name of the helper function, so take the modules
 # from sys.modules (as Pyro's own ``transforms.planar`` module / function pair).
@@ -71,7 +72,7 @@ def bisect_reference(kappa: torch.Tensor, c: torch.Tensor, iters: int = 2000) ->
 # ------------------------------------------------------------------------------------------
 # Constraints
 # ------------------------------------------------------------------------------------------
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     d=st.integers(1, 16),
     u_scale=st.sampled_from([1e-3, 1.0, 30.0]),
@@ -98,7 +99,7 @@ def test_planar_constraint_w_dot_u_hat_at_least_minus_one(d, u_scale, w_scale, s
     assert torch.allclose(perp(u_hat), perp(u), atol=float(rounding) * (1 + u.abs().max()))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(
     alpha_prime=st.floats(-30, 30),
     beta_prime=st.floats(-60, 60),
@@ -174,7 +175,7 @@ def test_planar_solve_exact_boundary_and_extremes(dtype):
     assert ((a1 - kappa).abs() <= c.abs() * (1 + 4 * eps) + 4 * eps).all()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(
     seed=lst.seeds(),
     log_margin=st.one_of(st.floats(-12, 1), st.just(-float("inf"))),
@@ -201,7 +202,7 @@ def test_planar_solve_matches_bisection(seed, log_margin, kappa_scale, dtype):
     assert err[worst] <= bound[worst], (float(err[worst]), float(bound[worst]))
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(d=st.integers(1, 32), seed=lst.seeds(), log_margin=st.floats(-3, -1))
 def test_planar_float32_inverse_is_at_the_conditioning_floor(d, seed, log_margin):
     """In float32 near the boundary, each point's error is within the rounding of the scalar
@@ -282,7 +283,7 @@ def radial_r_reference(rho, alpha, alpha_plus_beta, iters=200):
     return 0.5 * (lo + hi)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(
     d=st.integers(1, 16),
     seed=lst.seeds(),

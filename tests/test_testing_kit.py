@@ -17,6 +17,7 @@ from pyro_lgm.testing import (
     tolerance,
 )
 from pyro_lgm.testing import strategies as lst
+from tests.cases import examples
 
 
 class _Linear(Transform):
@@ -61,7 +62,7 @@ def _linear(d, dtype, device, seed=0, **kw):
 # --- the kit accepts correct transforms ----------------------------------------------
 
 
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(d=lst.vector_event_shapes(1, 8), batch=lst.batch_shapes(), data=lst.seeds())
 def test_correct_linear_passes_all(d, batch, data):
     for dtype in (torch.float32, torch.float64):
@@ -275,14 +276,14 @@ def test_tolerance_rejects_integer_dtype():
         tolerance(torch.int64)
 
 
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(b=lst.batch_shapes(max_dims=3), img=lst.image_event_shapes())
 def test_shape_strategies_respect_bounds(b, img):
     assert len(b) <= 3 and all(1 <= s <= 4 for s in b)
     assert img[0] in (1, 3) and all(2 <= s <= 8 for s in img[1:])
 
 
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(m=lst.well_conditioned_matrices(4, max_condition=5.0))
 def test_well_conditioned_matrices(m):
     s = torch.linalg.svdvals(m)

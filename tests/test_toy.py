@@ -13,6 +13,7 @@ from sklearn.datasets import make_moons
 from pyro_lgm.data import Checkerboard, EightGaussians, Rings, TwoMoons
 from pyro_lgm.data.toy import TARGETS, _log_ndtr_diff
 from pyro_lgm.testing import assert_normalized
+from tests.cases import examples
 
 F64 = torch.float64
 
@@ -204,7 +205,7 @@ def test_checkerboard_smoothing_converges_and_is_exact_in_the_tails():
     torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.floats(-40, 40), st.floats(1e-3, 30))
 def test_log_ndtr_diff_is_accurate_in_both_tails(a, width):
     b = a + width

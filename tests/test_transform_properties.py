@@ -10,13 +10,13 @@ from pyro_lgm.testing import (
     assert_inverse_log_det,
     assert_log_abs_det_jacobian,
 )
-from tests.cases import all_transform_cases
+from tests.cases import all_transform_cases, examples
 
 CASES = all_transform_cases()
 
 
 def _run(case, device, dtype, check):
-    @settings(max_examples=case.max_examples)
+    @settings(max_examples=examples(case.max_examples))
     @given(st.data())
     def inner(data):
         torch.manual_seed(data.draw(st.integers(0, 2**31 - 1), label="torch seed"))

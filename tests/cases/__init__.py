@@ -14,6 +14,7 @@ covered by some case.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,16 @@ from typing import Any
 
 import torch
 from torch.distributions import Distribution, Transform
+
+# Hypothesis examples per test are set per test (cheap defaults for 2-core CI); the
+# "thorough" profile (HYPOTHESIS_PROFILE=thorough, see tests/conftest.py) multiplies them.
+EXAMPLE_SCALE = 20 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 1
+
+
+def examples(n: int) -> int:
+    """``n`` Hypothesis examples, or ``20 n`` under ``HYPOTHESIS_PROFILE=thorough``."""
+    return n * EXAMPLE_SCALE
+
 
 # ``draw`` is Hypothesis' ``data.draw``: ``draw(strategy) -> value``.
 Draw = Callable[[Any], Any]
