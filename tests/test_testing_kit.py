@@ -255,6 +255,25 @@ def test_normalized_rejects_a_density_that_does_not_integrate_to_one():
             assert_normalized(_Unnormalized(base, 0.01))
 
 
+def test_normalized_resolves_narrow_and_wide_members_of_one_batch(dtype):
+    # one grid shared by the batch would step 0.5 across the wide member's range, far too
+    # coarse for the narrow one (std 0.01): each member needs its own box
+    scale = torch.tensor([[0.01], [10.0]], dtype=dtype).expand(2, 2)
+    narrow_wide = td.Independent(td.Normal(torch.zeros(2, 2, dtype=dtype), scale), 1)
+    assert_normalized(narrow_wide, num_points=201)
+    scale1 = torch.tensor([0.001, 10.0], dtype=dtype)
+    assert_normalized(td.Normal(torch.tensor([5.0, -3.0], dtype=dtype), scale1), num_points=2001)
+    # per-member support bounds: Uniform members on disjoint intervals, and a Gamma batch
+    low, high = torch.tensor([0.0, 100.0], dtype=dtype), torch.tensor([0.1, 200.0], dtype=dtype)
+    assert_normalized(td.Uniform(low, high), num_points=2001, atol=2e-3)
+    assert_normalized(
+        td.Gamma(torch.tensor([2.0, 50.0], dtype=dtype), torch.tensor([1.0, 0.1], dtype=dtype))
+    )
+    # and a wrong member is still caught, with its index
+    with pytest.raises(AssertionError, match=r"batch index \(1,\)"):
+        assert_normalized(_Unnormalized(narrow_wide, torch.tensor([0.0, 0.01])), num_points=201)
+
+
 def test_normalized_refuses_huge_supports():
     d = td.Independent(td.Bernoulli(torch.rand(30)), 1)
     with pytest.raises(ValueError, match="max_support_size"):

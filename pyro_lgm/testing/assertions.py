@@ -510,6 +510,11 @@ def _integrate_continuous(
     num_points: int | None,
     chunk: int = 65536,
 ) -> torch.Tensor:
+    """Trapezoid-rule integral of ``d``'s density, one value per batch element.
+
+    Without ``bounds`` every batch element gets its own grid over the range of its own
+    samples, so a batch mixing narrow and wide densities resolves each of them equally.
+    """
     event_shape = d.event_shape
     e = int(math.prod(event_shape))
     if e not in (1, 2):
@@ -517,11 +522,13 @@ def _integrate_continuous(
             f"dist: numerical integration supports events of 1 or 2 numbers, got event_shape "
             f"{tuple(event_shape)}"
         )
-    sample = d.sample((4000,))
+    batch = d.batch_shape
+    n_samples = 4000
+    sample = d.sample((n_samples,))
     dtype, device = sample.dtype, sample.device
     if bounds is None:
-        flat = sample.detach().reshape(-1, e).to(torch.float64).cpu()
-        lo, hi = flat.min(0).values, flat.max(0).values
+        flat = sample.detach().reshape(n_samples, *batch, e).to(torch.float64).cpu()
+        lo, hi = flat.amin(0), flat.amax(0)  # (*batch, e)
         span = (hi - lo).clamp_min(1e-3)
         lo, hi = lo - 0.5 * span, hi + 0.5 * span
         sup = d.support
@@ -532,33 +539,34 @@ def _integrate_continuous(
         lower = getattr(sup, "lower_bound", None)
         upper = getattr(sup, "upper_bound", None)
         if lower is not None:
-            lo = lo.clamp_min(float(torch.as_tensor(lower).max()))
+            lo = torch.maximum(lo, _per_element(lower, batch, event_shape, torch.amax))
         if upper is not None:
-            hi = hi.clamp_max(float(torch.as_tensor(upper).min()))
-        bounds = list(zip(lo.tolist(), hi.tolist()))
-    if len(bounds) != e:
-        raise ValueError(f"bounds: expected {e} (low, high) pairs, got {len(bounds)}")
+            hi = torch.minimum(hi, _per_element(upper, batch, event_shape, torch.amin))
+    else:
+        if len(bounds) != e:
+            raise ValueError(f"bounds: expected {e} (low, high) pairs, got {len(bounds)}")
+        for lo_i, hi_i in bounds:
+            if not hi_i > lo_i:
+                raise ValueError(f"bounds: expected low < high, got ({lo_i}, {hi_i})")
+        lims = torch.tensor([list(b) for b in bounds], dtype=torch.float64)
+        size = torch.Size([*batch, e])
+        lo, hi = lims[:, 0].expand(size), lims[:, 1].expand(size)
     if num_points is None:
         num_points = 20001 if e == 1 else 801
-    axes, weights = [], []
-    for lo_i, hi_i in bounds:
-        if not hi_i > lo_i:
-            raise ValueError(f"bounds: expected low < high, got ({lo_i}, {hi_i})")
-        axes.append(torch.linspace(lo_i, hi_i, num_points, dtype=torch.float64))
-        weights.append(_trapezoid_weights(num_points, (hi_i - lo_i) / (num_points - 1)))
+    # a unit grid on [0, 1]^e, mapped affinely onto each element's box
+    unit = torch.linspace(0.0, 1.0, num_points, dtype=torch.float64)
+    w1 = _trapezoid_weights(num_points, 1.0 / (num_points - 1))
     if e == 1:
-        pts, w = axes[0][:, None], weights[0]
+        u, w = unit[:, None], w1
     else:
-        gx, gy = torch.meshgrid(axes[0], axes[1], indexing="ij")
-        pts = torch.stack([gx.flatten(), gy.flatten()], -1)
-        w = (weights[0][:, None] * weights[1][None, :]).flatten()
-    batch = d.batch_shape
+        gx, gy = torch.meshgrid(unit, unit, indexing="ij")
+        u = torch.stack([gx.flatten(), gy.flatten()], -1)
+        w = (w1[:, None] * w1[None, :]).flatten()
+    volume = (hi - lo).prod(-1)  # (*batch)
     total = torch.zeros(batch, dtype=torch.float64)
-    for start in range(0, pts.shape[0], chunk):
-        p = pts[start : start + chunk].to(dtype=dtype, device=device)
-        p = p.reshape(p.shape[0], *([1] * len(batch)), *event_shape).expand(
-            p.shape[0], *batch, *event_shape
-        )
+    for start in range(0, u.shape[0], chunk):
+        uc = u[start : start + chunk].reshape(-1, *([1] * len(batch)), e)
+        p = (lo + (hi - lo) * uc).reshape(-1, *batch, *event_shape).to(dtype=dtype, device=device)
         with torch.no_grad():
             inside = d.support.check(p)
             safe = torch.where(
@@ -568,7 +576,19 @@ def _integrate_continuous(
             dens = torch.where(inside, lp.exp(), torch.zeros_like(lp)).cpu()
         wc = w[start : start + chunk].reshape(-1, *([1] * len(batch)))
         total = total + (dens * wc).sum(0)
-    return total
+    return total * volume
+
+
+def _per_element(
+    bound: object, batch: torch.Size, event_shape: torch.Size, reduce: Callable
+) -> torch.Tensor:
+    """A support bound as a ``(*batch, e)`` tensor (``reduce``-d to one value if it won't fit)."""
+    b = torch.as_tensor(bound, dtype=torch.float64).cpu()
+    e = int(math.prod(event_shape))
+    try:
+        return b.expand(torch.Size([*batch, *event_shape])).reshape(*batch, e)
+    except RuntimeError:
+        return reduce(b).expand(torch.Size([*batch, e]))
 
 
 def assert_normalized(
@@ -587,8 +607,10 @@ def assert_normalized(
       enumerated exhaustively (at most ``max_support_size`` points).
     * Continuous, with events of one or two numbers:
       :math:`\int p(x)\,dx = 1` by the trapezoid rule on a grid (``num_points`` per axis,
-      default 20001 in 1-D and 801 in 2-D) over ``bounds`` (default: the range of 4000
-      samples widened by half of it on each side, clipped to an interval support).
+      default 20001 in 1-D and 801 in 2-D) over ``bounds`` (default: for each batch
+      element its own box, the range of 4000 of its samples widened by half of it on each
+      side and clipped to an interval support, so narrow and wide members of one batch are
+      resolved alike).
 
     Args:
         d: the distribution; any ``batch_shape``.
