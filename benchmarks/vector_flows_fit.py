@@ -69,7 +69,7 @@ import torch
 from pyro_lgm.data import load_debd, load_digits
 from pyro_lgm.data.toy import TARGETS
 from pyro_lgm.models import maf, nice, planar_flow, realnvp
-from pyro_lgm.train import TrainingDivergedError, fit
+from pyro_lgm.train import TrainingDivergedError, _adam, fit
 
 KL_TARGET = 0.02
 
@@ -157,7 +157,7 @@ def train_for(
     ``make_chunk(k)`` returns the training tensor of chunk ``k``; ``evaluate()`` (optional)
     returns a validation loss after every chunk: the best parameters are kept.
     """
-    opt = torch.optim.Adam(flow.parameters(), lr=lr, fused=True)  # as fit()'s default
+    opt = _adam(list(flow.parameters()), lr)  # fit()'s default optimizer
     base_lr = lr
     steps = rollbacks = 0
     spent = 0.0
