@@ -168,7 +168,7 @@ def test_bad_inputs():
         t.initialize(torch.randn(4, 3), direction="sideways")
     nan = torch.randn(4, 3)
     nan[0, 0] = float("nan")
-    with pytest.raises(ValueError, match="y: expected real values, got NaN"):
+    with pytest.raises(ValueError, match="y: expected finite values, got NaN"):
         t.inv(nan)
     with pytest.raises(ValueError, match="x: expected dtype torch.float32"):
         t(torch.randn(4, 3, dtype=torch.float64))

@@ -233,7 +233,7 @@ def test_bad_inputs_raise(make):
         t.inv(torch.randn(3, 6))
     bad = torch.randn(3, 5)
     bad[1, 2] = float("nan")
-    with pytest.raises(ValueError, match="x: expected real values, got NaN"):
+    with pytest.raises(ValueError, match="x: expected finite values, got NaN"):
         t(bad)
     with pytest.raises(ValueError, match="floating-point"):
         t(torch.ones(3, 5, dtype=torch.long))

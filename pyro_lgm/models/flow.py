@@ -19,6 +19,57 @@ from torch.distributions import Transform
 __all__ = ["Flow"]
 
 
+def _check_event_shape(event_shape: object) -> torch.Size:
+    if isinstance(event_shape, torch.Size | tuple | list) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in event_shape
+    ):
+        if len(event_shape) >= 1:
+            return torch.Size(event_shape)
+    raise ValueError(
+        f"event_shape: expected a non-empty sequence of positive ints such as (2,) or "
+        f"(1, 28, 28), got {event_shape!r}"
+    )
+
+
+def _declared_input_dim(t: object) -> int | None:
+    """The vector size a transform declares (through ``.inv`` and conditional wrappers)."""
+    for obj in (t, getattr(t, "_inv", None), getattr(t, "base", None)):
+        d = getattr(obj, "input_dim", None)
+        if isinstance(d, int) and not isinstance(d, bool):
+            return d
+    return None
+
+
+def _check_transforms(transforms: object, event_shape: torch.Size) -> list:
+    """Each entry is a (conditional) transform that accepts the shape the previous gives."""
+    if isinstance(transforms, Transform | dist.ConditionalTransform) or not isinstance(
+        transforms, Sequence
+    ):
+        raise ValueError(f"transforms: expected a sequence of transforms, got {transforms!r}")
+    shape = event_shape
+    for i, t in enumerate(transforms):
+        if not isinstance(t, Transform | dist.ConditionalTransform):
+            raise ValueError(
+                f"transforms[{i}]: expected a torch.distributions.Transform or a Pyro "
+                f"ConditionalTransform, got {type(t).__name__}"
+            )
+        d = _declared_input_dim(t)
+        if d is not None and len(shape) == 1 and shape[-1] != d:
+            raise ValueError(
+                f"transforms[{i}]: {type(t).__name__} acts on vectors of size {d}, but the "
+                f"events reaching it have shape {tuple(shape)}"
+            )
+        if isinstance(t, Transform):
+            try:
+                shape = torch.Size(t.forward_shape(shape))
+            except (RuntimeError, ValueError) as e:
+                raise ValueError(
+                    f"transforms[{i}]: {type(t).__name__} does not accept events of shape "
+                    f"{tuple(shape)} ({e})"
+                ) from None
+    return list(transforms)
+
+
 class Flow(nn.Module):
     r"""A normalizing flow :math:`x = f_K \circ \dots \circ f_1(z)`, :math:`z \sim N(0, I)`.
 
@@ -50,8 +101,8 @@ class Flow(nn.Module):
         conditional: bool | None = None,
     ) -> None:
         super().__init__()
-        self.event_shape = torch.Size(event_shape)
-        self.transforms = list(transforms)
+        self.event_shape = _check_event_shape(event_shape)
+        self.transforms = _check_transforms(transforms, self.event_shape)
         # Register modules so that .parameters(), .to() and state_dict() see them.
         self.layers = nn.ModuleList([t for t in self.transforms if isinstance(t, nn.Module)])
         if conditional is None:

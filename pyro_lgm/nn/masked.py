@@ -19,13 +19,17 @@ masked product ``F.linear(x, weight * mask, bias)`` is kept as the reference pat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from pyro_lgm._cache import Stamp
+from pyro_lgm.errors import check_finite
 
 __all__ = ["MADE", "MaskedLinear"]
 
@@ -216,7 +220,7 @@ class _BlockedMaskedLinear(torch.autograd.Function):
 
 
 class _Plan(NamedTuple):
-    key: tuple
+    stamp: Stamp  # the masks and order it was built from (see MADE.structure_tensors)
     permute: bool  # compute in the autoregressive order (gathers) or in natural coordinates
     order: torch.Tensor  # (D,) input permutation into the autoregressive order
     inv: torch.Tensor  # (D,) inverse permutation (degrees - 1)
@@ -278,11 +282,12 @@ class MADE(nn.Module):
     Speed: with ``fast=None`` (default) the blocked products of the module docstring are
     used when the matrices are large (``input_dim >= 2 * min_block`` and a matrix of at
     least ``fast_threshold`` entries) and the blocks cover at most ``max_coverage`` of the
-    masks; ``fast=True``/``False`` force them on/off. Without autograd (e.g. the passes of
-    a sequential inversion) the masked weights are cached until a parameter or mask
-    changes. The blocked path supports first-order gradients (double backward raises;
-    set ``fast=False`` for higher-order derivatives). :meth:`forward_reference` always uses
-    the plain masked products.
+    masks; ``fast=True``/``False`` force them on/off. For many passes with the same
+    parameters (e.g. those of a sequential inversion) wrap the calls in
+    :meth:`reuse_weights`: the masked weights are then computed once for the whole block
+    instead of once per call. The blocked path supports first-order gradients (double
+    backward raises; set ``fast=False`` for higher-order derivatives).
+    :meth:`forward_reference` always uses the plain masked products.
 
     References:
         Germain, Gregor, Murray, Larochelle. MADE: Masked Autoencoder for Distribution
@@ -548,18 +553,18 @@ class MADE(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Autoregressive parameters ``(..., D, P)`` of ``x`` ``(..., D)``."""
         self._validate(x, context)
-        if torch.isnan(x).any():
-            raise ValueError("x: expected finite values, got NaN")
+        check_finite("x", x)
+        if context is not None:
+            check_finite("context", context)
         return self._forward(x, context)
 
     def _forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         # unchecked forward (used in the inner loop of sequential inversions)
-        cached = not torch.is_grad_enabled()
         if self.fast is False or not self._large_enough():
-            return self._forward_masked(x, context, cached)
+            return self._forward_masked(x, context, scoped=True)
         plan = self._get_plan()
         if self.fast is None and plan.coverage > self.max_coverage:
-            return self._forward_masked(x, context, cached)
+            return self._forward_masked(x, context, scoped=True)
         return self._forward_fast(x, context, plan)
 
     def forward_reference(
@@ -578,16 +583,15 @@ class MADE(nn.Module):
         return largest >= self.fast_threshold and self.input_dim >= 2 * self.min_block
 
     def _forward_masked(
-        self, x: torch.Tensor, context: torch.Tensor | None, cached: bool = False
+        self, x: torch.Tensor, context: torch.Tensor | None, scoped: bool = False
     ) -> torch.Tensor:
-        # plain masked products; with ``cached`` (no autograd) the products W * M are reused
+        # plain masked products; with ``scoped``, inside reuse_weights() the products W * M
+        # are computed once for the whole block
         layers = [*self.layers, self.output_layer]
         if self.skip_layer is not None:
             layers.append(self.skip_layer)
-        if cached:
-            ws = self._cached(("masked",), lambda: [m.weight * m.mask for m in layers])
-        else:
-            ws = [m.weight * m.mask for m in layers]
+        build = lambda: [m.weight * m.mask for m in layers]
+        ws = self._scoped(("masked",), build) if scoped else build()
         L = len(self.layers)
         h = x
         for i in range(L):
@@ -602,29 +606,50 @@ class MADE(nn.Module):
             out = out + F.linear(x, ws[L + 1])
         return out.unflatten(-1, (self.input_dim, self.num_params))
 
-    def _cached(self, tag: tuple, build: object) -> object:
-        """``build()``, reused while no parameter, mask or order changes (no autograd)."""
-        ts = [
-            self.order,
-            *self.parameters(),
-            *(m.mask for m in self.modules() if m is not self and isinstance(m, MaskedLinear)),
-        ]
-        key = tag + tuple((t.data_ptr(), t._version) for t in ts)
-        cache = self.__dict__.get("_nograd_cache")
-        if cache is not None and cache[0] == key:
-            return cache[1]
-        value = build()
-        self.__dict__["_nograd_cache"] = (key, value)
-        return value
+    @contextlib.contextmanager
+    def reuse_weights(self) -> Iterator[None]:
+        """Within this block, compute the masked (and permuted) weights once and reuse them.
 
-    def _plan_key(self) -> tuple:
-        ts = [self.order, self.output_layer.mask]
+        For many passes with the same parameters, such as the ``D`` passes of a sequential
+        inversion or of sampling: the products ``W * M`` are formed at the first pass and
+        reused by the next ones, per grad mode. The cache lives only as long as the block,
+        so no later call can see weights of parameters that have changed since. Do not
+        change parameters or masks inside the block. Nested blocks share the outer one.
+
+        Example:
+            >>> import torch
+            >>> made = MADE(3, [8])
+            >>> x = torch.zeros(2, 3)
+            >>> with torch.no_grad(), made.reuse_weights():
+            ...     for _ in range(3):  # one product W * M per layer, not three
+            ...         x = made(x)[..., 0]
+        """
+        if self.__dict__.get("_weight_scope") is not None:
+            yield
+            return
+        self.__dict__["_weight_scope"] = {}
+        try:
+            yield
+        finally:
+            self.__dict__["_weight_scope"] = None
+
+    def _scoped(self, tag: tuple, build: Callable[[], Any]) -> Any:
+        """``build()``, reused inside the enclosing :meth:`reuse_weights` block (if any)."""
+        scope = self.__dict__.get("_weight_scope")
+        if scope is None:
+            return build()
+        key = (*tag, torch.is_grad_enabled())
+        if key not in scope:
+            scope[key] = build()
+        return scope[key]
+
+    def structure_tensors(self) -> list[torch.Tensor]:
+        """The buffers that fix the connectivity: the order, degrees and every mask."""
+        ts = [self.order, self.degrees, self.output_layer.mask]
         ts += [layer.mask for layer in self.layers]
         if self.skip_layer is not None:
             ts.append(self.skip_layer.mask)
-        return (self.min_block, self.max_blocks) + tuple(
-            (t.data_ptr(), t._version, t.dtype, t.device) for t in ts
-        )
+        return ts
 
     def _masks_in(self, permute: bool) -> list[torch.Tensor]:
         """Masks in natural coordinates, or with inputs/outputs in the autoregressive order."""
@@ -651,9 +676,10 @@ class MADE(nn.Module):
         and reversed orders); otherwise inputs and outputs are gathered into the
         autoregressive order, where they always are.
         """
-        key = self._plan_key()
-        if self._plan is not None and self._plan.key == key:
+        structure = self.structure_tensors()
+        if self._plan is not None and self._plan.stamp.valid(structure):
             return self._plan
+        stamp = Stamp(structure, generation=False)
         best = None
         for permute in (False, True):
             masks = self._masks_in(permute)
@@ -664,21 +690,14 @@ class MADE(nn.Module):
                 best = (permute, masks, coverage, blocks)
         permute, masks, coverage, blocks = best
         self._plan = _Plan(
-            key, permute, self.order, self.degrees - 1, tuple(masks), tuple(blocks), coverage
+            stamp, permute, self.order, self.degrees - 1, tuple(masks), tuple(blocks), coverage
         )
         return self._plan
 
-    def _nograd_weights(self, plan: _Plan) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Masked (and permuted) weights and biases, cached while no parameter changes.
-
-        Used without autograd, e.g. across the passes of a sequential inversion.
-        """
-
-        def build() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-            ws, bs = self._weights_in(plan)
-            return [w * m for w, m in zip(ws, plan.masks)], bs
-
-        return self._cached(("blocked", plan.key), build)
+    def _masked_weights_in(self, plan: _Plan) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Masked (and permuted) weights and biases of ``plan``, for use without autograd."""
+        ws, bs = self._weights_in(plan)
+        return [w * m for w, m in zip(ws, plan.masks)], bs
 
     def _weights_in(self, plan: _Plan) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
         """Weights and biases in the plan's coordinates (differentiable gathers)."""
@@ -706,10 +725,10 @@ class MADE(nn.Module):
     ) -> torch.Tensor:
         D, P, L = self.input_dim, self.num_params, len(self.layers)
         if torch.is_grad_enabled():
-            ws, bs = self._weights_in(plan)
+            ws, bs = self._scoped(("blocked", id(plan)), lambda: self._weights_in(plan))
             wms: list = [None] * len(ws)
         else:
-            wms, bs = self._nograd_weights(plan)
+            wms, bs = self._scoped(("blocked", id(plan)), lambda: self._masked_weights_in(plan))
             ws = wms
 
         def linear(i: int, h: torch.Tensor) -> torch.Tensor:

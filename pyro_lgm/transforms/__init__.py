@@ -1,5 +1,6 @@
 """pyro_lgm.transforms."""
 
+from pyro_lgm._cache import invalidate_caches
 from pyro_lgm.transforms.actnorm import ActNorm, actnorm
 from pyro_lgm.transforms.autoregressive import (
     AffineAutoregressive,
@@ -37,6 +38,7 @@ from pyro_lgm.transforms.radial import (
 )
 
 __all__: list[str] = [
+    "invalidate_caches",
     # autoregressive.py
     "AffineAutoregressive",
     "ConditionalAffineAutoregressive",

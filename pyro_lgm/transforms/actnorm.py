@@ -24,12 +24,14 @@ from pyro.distributions import TransformModule
 from torch import nn
 from torch.distributions import constraints
 
+from pyro_lgm.errors import check_finite
+from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms.coupling import _batch_of, _check_input
 
 __all__ = ["ActNorm", "actnorm"]
 
 
-class ActNorm(TransformModule):
+class ActNorm(CachedTransform, TransformModule):
     r"""Per-feature affine normalization with data-dependent initialisation (Glow).
 
     .. math::
@@ -91,6 +93,8 @@ class ActNorm(TransformModule):
         if direction not in ("forward", "inverse"):
             raise ValueError(f"direction: expected 'forward' or 'inverse', got {direction!r}")
         _check_input("data", data, self.input_dim, self.loc)
+        # checked even with validation off: a non-finite batch would poison the layer for good
+        check_finite("data", data, always=True)
         flat = data.detach().reshape(-1, self.input_dim)
         mean = flat.mean(0)
         if flat.shape[0] > 1:

@@ -24,7 +24,10 @@ from pyro.distributions.conditional import ConditionalTransformModule
 from pyro.distributions.torch_transform import TransformModule
 from torch import nn
 
+from pyro_lgm._cache import Stamp
+from pyro_lgm.errors import check_finite
 from pyro_lgm.nn.masked import MADE
+from pyro_lgm.transforms._cached import CachedTransform
 
 __all__ = [
     "AffineAutoregressive",
@@ -72,9 +75,7 @@ def _check_context(context: object, net: MADE) -> torch.Tensor:
             f"context: expected dtype {w.dtype} on {w.device} (the network's), "
             f"got {context.dtype} on {context.device}"
         )
-    if torch.isnan(context).any():
-        raise ValueError("context: expected finite values, got NaN")
-    return context
+    return check_finite("context", context)
 
 
 def _num_passes(net: MADE) -> int:
@@ -92,7 +93,7 @@ def _num_passes(net: MADE) -> int:
     return int(level.max()) + 1
 
 
-class AffineAutoregressive(TransformModule):
+class AffineAutoregressive(CachedTransform, TransformModule):
     r"""Affine autoregressive bijection with parameters from a MADE of its input.
 
     .. math::
@@ -124,12 +125,14 @@ class AffineAutoregressive(TransformModule):
     weights, e.g. early in training). With strong dependencies (a trained network) expect
     up to ``D`` passes; :attr:`last_num_passes` records how many the last inversion made.
 
-    Caching: with ``cache_size=1`` the last ``(x, y)`` pair and its log-scale are kept, so
-    ``log_prob`` of a sample just drawn with ``rsample`` costs no inversion. Unlike
-    :class:`torch.distributions.Transform`'s cache, this one is invalidated when a parameter
-    or mask changes in place (optimizer steps, ``load_state_dict``, ``resample_masks``) and
-    is not used when gradients are enabled but the cached result was computed without them
-    (``sample()`` runs under ``no_grad``): a stale or gradient-less value is never returned.
+    Caching (:mod:`pyro_lgm.transforms._cached`): with ``cache_size=1``, ``t.inv(y)`` of the
+    ``y`` that ``t(x)`` just returned (and ``t(x)`` of an ``x`` that ``t.inv`` just returned)
+    is served from the cache, so ``log_prob`` of a sample just drawn with ``rsample`` costs
+    no inversion, and ``log_abs_det_jacobian(x, y)`` of the pair just computed reuses its
+    log-scale. Nothing cached is served after an optimizer step (fused kernels included),
+    an in-place edit, ``load_state_dict``, ``.to()`` or ``resample_masks``, nor under
+    autograd when it was computed without; a call in the same direction with the same
+    input (a training loop reusing its data tensor) is always recomputed.
 
     Args:
         autoregressive_nn: a :class:`~pyro_lgm.nn.MADE` with ``param_dims`` summing to 2
@@ -189,62 +192,8 @@ class AffineAutoregressive(TransformModule):
         self.register_buffer("context", context, persistent=False)
         self.log_scale_bound = _check_bound(log_scale_bound)
         self.input_dim = self.made.input_dim
-        self._ldj_cache: tuple | None = None
-        self._cache_meta: tuple | None = None
         self._passes: tuple | None = None
         self.last_num_passes = 0
-
-    # ------------------------------------------------------------------ caching
-    def _state_key(self) -> tuple:
-        # identity and in-place version of every parameter / buffer (and of the context):
-        # changes on optimizer steps, load_state_dict, resample_masks and .to()
-        mods = self.__dict__.get("_made_modules")
-        if mods is None or mods[0] is not self.made:
-            mods = tuple(self.made.modules())
-            self.__dict__["_made_modules"] = mods
-        key = [
-            (t.data_ptr(), t._version)
-            for m in mods
-            for d in (m._parameters, m._buffers)
-            for t in d.values()
-            if t is not None
-        ]
-        if self.context is not None:
-            key.append((self.context.data_ptr(), self.context._version))
-        return tuple(key)
-
-    def _cache_valid(self, meta: tuple | None) -> bool:
-        if meta is None:
-            return False
-        key, had_grad = meta
-        return (had_grad or not torch.is_grad_enabled()) and key == self._state_key()
-
-    def _through_cache(self, arg: torch.Tensor, inverse: bool) -> torch.Tensor:
-        """``_call(arg)`` (or ``_inverse(arg)``), reusing the cached pair when it is valid."""
-        compute = self._inverse if inverse else self._call
-        if self._cache_size == 0:
-            return compute(arg)
-        pair = self._cached_x_y[::-1] if inverse else self._cached_x_y  # (input, output)
-        if arg is pair[0] and self._cache_valid(self._cache_meta):
-            return pair[1]
-        out = compute(arg)
-        self._cached_x_y = (out, arg) if inverse else (arg, out)
-        self.__dict__["_cache_meta"] = self._ldj_cache[3]  # set by _call / _inverse
-        return out
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self._through_cache(x, inverse=False)
-
-    def _inv_call(self, y: torch.Tensor) -> torch.Tensor:
-        return self._through_cache(y, inverse=True)
-
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state["_cached_x_y"] = (None, None)
-        state["_ldj_cache"] = None
-        state["_cache_meta"] = None
-        state.pop("_made_modules", None)
-        return state
 
     def with_cache(self, cache_size: int = 1) -> AffineAutoregressive:
         if cache_size == self._cache_size:
@@ -263,8 +212,7 @@ class AffineAutoregressive(TransformModule):
                 f"{name}: expected dtype {w.dtype} on {w.device} (the transform's), "
                 f"got {v.dtype} on {v.device}"
             )
-        if torch.isnan(v).any():
-            raise ValueError(f"{name}: expected finite values, got NaN")
+        check_finite(name, v)
         if self.context is not None:
             try:
                 torch.broadcast_shapes(v.shape[:-1], self.context.shape[:-1])
@@ -285,15 +233,14 @@ class AffineAutoregressive(TransformModule):
         self._check("x", x)
         mu, log_scale = self.params(x)
         y = x * torch.exp(log_scale) + mu
-        meta = (self._state_key(), torch.is_grad_enabled())
-        self.__dict__["_ldj_cache"] = (x, y, log_scale, meta)
+        self._remember_ldj(x, y, log_scale.sum(-1))
         return y
 
     def num_passes(self) -> int:
         """Upper bound on the network passes :meth:`_inverse` makes (from the masks)."""
-        key = self.made._plan_key()
-        if self._passes is None or self._passes[0] != key:
-            self._passes = (key, _num_passes(self.made))
+        structure = self.made.structure_tensors()
+        if self._passes is None or not self._passes[0].valid(structure):
+            self._passes = (Stamp(structure, generation=False), _num_passes(self.made))
         return self._passes[1]
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
@@ -304,28 +251,26 @@ class AffineAutoregressive(TransformModule):
         x = y.new_zeros(*batch, self.input_dim)
         n = self.num_passes()
         passes = 0
-        for k in range(n):
-            mu, log_scale = self.params(x)
-            x_new = (y - mu) * torch.exp(-log_scale)
-            passes += 1
-            done = k == n - 1 or (self.early_exit and torch.equal(x_new, x))
-            x = x_new
-            if done:
-                break
+        # the masked weights are computed once for all the passes of this inversion
+        with self.made.reuse_weights():
+            for k in range(n):
+                mu, log_scale = self.params(x)
+                x_new = (y - mu) * torch.exp(-log_scale)
+                passes += 1
+                done = k == n - 1 or (self.early_exit and torch.equal(x_new, x))
+                x = x_new
+                if done:
+                    break
         self.last_num_passes = passes
         # log_scale was computed from x's earlier levels, which are final: it is exact
-        meta = (self._state_key(), torch.is_grad_enabled())
-        self.__dict__["_ldj_cache"] = (x, y, log_scale, meta)
+        self._remember_ldj(x, y, log_scale.sum(-1))
         return x
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        cache = self._ldj_cache
-        if cache is not None and x is cache[0] and y is cache[1] and self._cache_valid(cache[3]):
-            log_scale = cache[2]
-        else:
+        ldj = self._recall_ldj(x, y)
+        if ldj is None:
             self._check("x", x)
-            log_scale = self.params(x)[1]
-        ldj = log_scale.sum(-1)
+            ldj = self.params(x)[1].sum(-1)
         if ldj.shape == y.shape[:-1]:
             return ldj
         return ldj.expand(torch.broadcast_shapes(ldj.shape, y.shape[:-1]))
@@ -398,6 +343,11 @@ class ConditionalAffineAutoregressive(ConditionalTransformModule):
 def _default_hidden(input_dim: int, hidden_dims: Sequence[int] | None) -> list[int]:
     if hidden_dims is None:
         return [max(64, 4 * input_dim)]
+    if isinstance(hidden_dims, int | str) or not isinstance(hidden_dims, Sequence):
+        raise ValueError(
+            f"hidden_dims: expected a sequence of positive ints (e.g. [64, 64]), "
+            f"got {hidden_dims!r}"
+        )
     return list(hidden_dims)
 
 

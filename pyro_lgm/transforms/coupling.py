@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 import torch
 from pyro.distributions import ConditionalTransformModule, TransformModule
 from torch import nn
-from torch.distributions import Distribution, constraints
+from torch.distributions import constraints
 
+from pyro_lgm.errors import check_finite
 from pyro_lgm.nn.dense import DenseNN
+from pyro_lgm.transforms._cached import CachedTransform
 
 __all__ = [
     "AdditiveCoupling",
@@ -44,9 +46,8 @@ def _check_input(
 ) -> None:
     """Raise ``ValueError`` unless ``x`` is a float tensor with ``x.shape[dim] == size``.
 
-    When ``ref`` is given, ``x`` must share its dtype and device. NaN values are rejected
-    while distribution validation is on (``Distribution._validate_args``, the switch that
-    ``pyro.enable_validation`` controls).
+    When ``ref`` is given, ``x`` must share its dtype and device. NaN and infinite values
+    are rejected while validation is on (:func:`pyro_lgm.errors.check_finite`).
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name}: expected a tensor of shape (..., {size}), got {type(x)}")
@@ -62,8 +63,7 @@ def _check_input(
             raise ValueError(
                 f"{name}: expected device {ref.device} (the transform's), got {x.device}"
             )
-    if Distribution._validate_args and bool(torch.isnan(x).any()):
-        raise ValueError(f"{name}: expected real values, got NaN")
+    check_finite(name, x)
 
 
 def _batch_of(*tensors: torch.Tensor) -> torch.Size:
@@ -152,6 +152,11 @@ def _default_hidden(input_dim: int, hidden_dims: Sequence[int] | None) -> list[i
     if hidden_dims is None:
         width = max(64, 4 * input_dim)
         return [width, width]
+    if isinstance(hidden_dims, int | str) or not isinstance(hidden_dims, Sequence):
+        raise ValueError(
+            f"hidden_dims: expected a sequence of positive ints (e.g. [64, 64]), "
+            f"got {hidden_dims!r}"
+        )
     return list(hidden_dims)
 
 
@@ -177,7 +182,7 @@ class _BoundConditioner(nn.Module):
 # --------------------------------------------------------------------------------------
 # Couplings
 # --------------------------------------------------------------------------------------
-class _Coupling(TransformModule):
+class _Coupling(CachedTransform, TransformModule):
     """Shared mask bookkeeping, checks and caching of the coupling layers."""
 
     domain = constraints.independent(constraints.real, 1)
@@ -197,7 +202,6 @@ class _Coupling(TransformModule):
         self.register_buffer("idx_a", m.nonzero().squeeze(-1), persistent=False)
         self.register_buffer("idx_b", (~m).nonzero().squeeze(-1), persistent=False)
         self.conditioner = conditioner
-        self._ladj_cache: tuple | None = None
 
     def _ref(self) -> torch.Tensor | None:
         p = next(iter(self.parameters()), None)
@@ -241,9 +245,9 @@ class AdditiveCoupling(_Coupling):
         mask: ``(D,)`` bool tensor or sequence of bools; ``True`` marks the conditioning
             features. Neither all ``True`` nor all ``False``.
         conditioner: network ``(..., |A|) -> (..., |B|)``, e.g. :class:`~pyro_lgm.nn.DenseNN`.
-        cache_size: the :class:`~torch.distributions.Transform` cache size (0 or 1). The
-            default 0 is what training needs: with 1, ``log_prob`` of the *same* data tensor
-            after a parameter update would return the stale cached inverse.
+        cache_size: 0 or 1; with 1, ``t.inv(y)`` of the ``y`` that ``t(x)`` just returned is
+            ``x`` without recomputation (validated: never served after a parameter change,
+            see :mod:`pyro_lgm.transforms._cached`).
 
     Shapes:
         ``x``, ``y``: ``(..., D)``; ``log_abs_det_jacobian``: ``(...)``.
@@ -295,9 +299,9 @@ class AffineCoupling(_Coupling):
             features. Neither all ``True`` nor all ``False``.
         conditioner: network ``(..., |A|) -> (..., 2 |B|)`` (log-scales first, then shifts).
         log_scale_bound: :math:`c > 0`, the bound of the per-feature log-scale.
-        cache_size: the :class:`~torch.distributions.Transform` cache size (0 or 1). The
-            default 0 is what training needs: with 1, ``log_prob`` of the *same* data tensor
-            after a parameter update would return the stale cached inverse.
+        cache_size: 0 or 1; with 1, ``t.inv(y)`` of the ``y`` that ``t(x)`` just returned is
+            ``x`` without recomputation (validated: never served after a parameter change,
+            see :mod:`pyro_lgm.transforms._cached`).
 
     Shapes:
         ``x``, ``y``: ``(..., D)``; ``log_abs_det_jacobian``: ``(...)``.
@@ -337,21 +341,20 @@ class AffineCoupling(_Coupling):
         self._check("x", x)
         log_s, shift = self._scale_shift(x[..., self.idx_a])
         y = self._merge(x, x[..., self.idx_b] * log_s.exp() + shift)
-        self._ladj_cache = (x, y, log_s.sum(-1))
+        self._remember_ldj(x, y, log_s.sum(-1))
         return y
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         self._check("y", y)
         log_s, shift = self._scale_shift(y[..., self.idx_a])
         x = self._merge(y, (y[..., self.idx_b] - shift) * torch.exp(-log_s))
-        self._ladj_cache = (x, y, log_s.sum(-1))
+        self._remember_ldj(x, y, log_s.sum(-1))
         return x
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        cache, self._ladj_cache = self._ladj_cache, None
-        if cache is not None and (x is cache[0] or y is cache[1]):
-            ladj = cache[2]
-        else:
+        ladj = self._recall_ldj(x, y)  # the pair (x, y) just computed, nothing changed since
+        if ladj is None:
+            self._check("x", x)
             ladj = self._scale_shift(x[..., self.idx_a])[0].sum(-1)
         return ladj.expand(torch.broadcast_shapes(ladj.shape, _batch_of(x, y)))
 
@@ -391,6 +394,8 @@ class _ConditionalCoupling(ConditionalTransformModule):
         if size is not None:
             ref = next(iter(self.parameters()), None)
             _check_input("context", context, size, ref)
+        else:
+            check_finite("context", context)
         return _BoundConditioner(self.conditioner, context)
 
     def extra_repr(self) -> str:
@@ -479,7 +484,7 @@ class ConditionalAffineCoupling(_ConditionalCoupling):
 # --------------------------------------------------------------------------------------
 # NICE's diagonal scaling
 # --------------------------------------------------------------------------------------
-class DiagonalScale(TransformModule):
+class DiagonalScale(CachedTransform, TransformModule):
     r"""A learnable diagonal scaling, NICE's last layer (Dinh et al., 2015).
 
     .. math::

@@ -11,12 +11,13 @@ import torch
 from pyro.distributions import TransformModule
 from torch.distributions import constraints
 
+from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms.coupling import _check_input
 
 __all__ = ["Permute", "Reverse", "permute", "reverse"]
 
 
-class Permute(TransformModule):
+class Permute(CachedTransform, TransformModule):
     r"""Reorder the features: :math:`y_i = x_{\pi(i)}`, a volume-preserving bijection.
 
     .. math::
