@@ -1,6 +1,6 @@
 """The blocked NADE pass with its hand-written backward agrees with autograd of the plain pass.
 
-``pyro_lgm.distributions._nade_kernel`` replaces autograd for the NADE teacher-forcing pass;
+``pyro_lgm.nn._nade_kernel`` replaces autograd for the NADE teacher-forcing pass;
 a wrong index in its reverse running sum would still give finite, plausible gradients, so
 every gradient (values, both weights, both biases, shared or per-example hidden bias) is
 compared with autograd of the straightforward cumulative-sum pass.
@@ -13,8 +13,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyro_lgm.distributions._nade_kernel import nade_logits
 from pyro_lgm.models import NADE
+from pyro_lgm.nn._nade_kernel import nade_logits
 from pyro_lgm.testing import tolerance
 from tests.cases import examples
 
@@ -85,6 +85,33 @@ def test_nade_distribution_uses_kernel_and_matches_generic_pass():
     fast = d._params(x, ctx)[0]
     slow = _RunningNADE._params(d, x, ctx)[0]
     torch.testing.assert_close(fast, slow)
+
+
+@pytest.mark.parametrize("kind", ["network", "model"])
+def test_distribution_of_a_plain_network_or_model_takes_the_kernel(kind, monkeypatch):
+    """``distributions.NADE`` runs the kernel for a ``pyro_lgm.nn.NADE`` network and for the
+    ``pyro_lgm.models.NADE`` subclass (which overrides none of the generic methods), and
+    both give the same numbers from the same weights."""
+    import pyro_lgm.nn.nade as nets
+    from pyro_lgm import distributions as ld
+
+    calls = []
+
+    def counting(*args):
+        calls.append(1)
+        return nade_logits(*args)
+
+    monkeypatch.setattr(nets, "nade_logits", counting)
+    cls = nets.NADE if kind == "network" else NADE
+    net = cls(6, hidden=4, order="random", context_dim=2, seed=5).double()
+    other = (NADE if kind == "network" else nets.NADE)(6, hidden=4, context_dim=2, seed=9)
+    other = other.double()
+    other.load_state_dict(net.state_dict())
+    x = torch.bernoulli(torch.full((3, 6), 0.5, dtype=torch.float64))
+    ctx = torch.randn(3, 2, dtype=torch.float64)
+    lp = ld.NADE(net, ctx).log_prob(x)
+    assert len(calls) == 1
+    torch.testing.assert_close(ld.NADE(other, ctx).log_prob(x), lp, rtol=0, atol=0)
 
 
 def test_kernel_rejects_bad_shapes():

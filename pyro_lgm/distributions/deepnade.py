@@ -25,10 +25,11 @@ from torch.distributions import constraints
 from pyro_lgm.distributions.nade import (
     _Autoregressive,
     _check_order,
-    _inverse_permutation,
     _NetDistribution,
     _unmodified,
 )
+from pyro_lgm.nn.nade import DeepNADE as DeepNADENet
+from pyro_lgm.nn.nade import _inverse_permutation
 
 __all__ = ["DeepNADE", "EoNADE"]
 
@@ -46,7 +47,7 @@ def _check_net(net: object) -> None:
         if not hasattr(net, attr):
             raise ValueError(
                 f"net: expected an order-agnostic NADE module with attribute {attr!r} "
-                f"(e.g. pyro_lgm.models.DeepNADE), got {type(net).__name__}"
+                f"(e.g. pyro_lgm.nn.DeepNADE), got {type(net).__name__}"
             )
 
 
@@ -91,9 +92,7 @@ def _ordered_logits(
 def _ordered_logits_chunk(
     net: object, value: torch.Tensor, context: torch.Tensor | None, order: torch.Tensor
 ) -> torch.Tensor:
-    from pyro_lgm.models.nade import DeepNADE as _Module
-
-    if _unmodified(net, _Module, "conditional_logits"):  # the module's cheaper exact pass
+    if _unmodified(net, DeepNADENet, "conditional_logits"):  # the module's cheaper exact pass
         return net.ordered_logits(value, order, context)
     d = order.numel()
     masks = _prefix_masks(order, value.dtype)  # (D, D)
@@ -134,7 +133,7 @@ class DeepNADE(_Autoregressive):
         ICML 2014.
 
     Args:
-        net: a :class:`pyro_lgm.models.DeepNADE` (any module with ``features`` and
+        net: a :class:`pyro_lgm.nn.DeepNADE` (any module with ``features`` and
             ``conditional_logits(x_masked, mask, context) -> (..., D)`` works).
         order: ``(D,)`` permutation; default ``net.order`` if present, else natural.
         context: ``(..., context_dim)`` when the net is conditional.
@@ -142,8 +141,8 @@ class DeepNADE(_Autoregressive):
 
     Example:
         >>> import torch
-        >>> from pyro_lgm.models import DeepNADE as DeepNADEModel
-        >>> net = DeepNADEModel(3, hidden_dims=(8,))
+        >>> from pyro_lgm.nn import DeepNADE as DeepNADENet
+        >>> net = DeepNADENet(3, hidden_dims=(8,))
         >>> d = DeepNADE(net, order=torch.tensor([2, 0, 1]))
         >>> x = torch.tensor([[1.0, 0.0, 1.0]])
         >>> torch.allclose(d.conditionals(x).log_prob(x).sum(-1), d.log_prob(x))
@@ -197,15 +196,15 @@ class EoNADE(_NetDistribution):
         ICML 2014.
 
     Args:
-        net: a :class:`pyro_lgm.models.DeepNADE`.
+        net: a :class:`pyro_lgm.nn.DeepNADE`.
         orders: ``(K, D)`` LongTensor, one permutation per row.
         context: ``(..., context_dim)`` when the net is conditional.
         validate_args: check that values are binary.
 
     Example:
         >>> import torch
-        >>> from pyro_lgm.models import DeepNADE as DeepNADEModel
-        >>> net = DeepNADEModel(3, hidden_dims=(8,))
+        >>> from pyro_lgm.nn import DeepNADE as DeepNADENet
+        >>> net = DeepNADENet(3, hidden_dims=(8,))
         >>> d = EoNADE(net, torch.tensor([[0, 1, 2], [2, 1, 0]]))
         >>> x = torch.tensor([[1.0, 0.0, 1.0]])
         >>> lp = torch.stack([c.log_prob(x) for c in d.components])

@@ -14,12 +14,8 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from pyro_lgm.distributions.nade import (
-    _Autoregressive,
-    _check_order,
-    bounded_log_scale,
-    mixture_of_gaussians,
-)
+from pyro_lgm.distributions.nade import _Autoregressive, _check_order, mixture_of_gaussians
+from pyro_lgm.nn.nade import bounded_log_scale
 
 __all__ = ["MADE"]
 

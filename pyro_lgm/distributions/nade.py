@@ -11,8 +11,10 @@ conditional is :math:`a_d = c + W_{:, o_{<d}}\, x_{o_{<d}}`, which satisfies
 ``O(D H)`` per example, computed in one vectorized teacher-forcing pass (in blocks of
 positions, see ``_RunningNADE._params``); ``sample`` walks the ordering.
 
-The distributions hold no parameters: they read them from a *net*, normally the trainable
-:class:`pyro_lgm.models.NADE` / :class:`pyro_lgm.models.RNADE` module whose call returns them.
+The distributions hold no parameters: they read them from a *net*, a
+:class:`pyro_lgm.nn.NADE` / :class:`pyro_lgm.nn.RNADE` network (or the trainable
+:class:`pyro_lgm.models.NADE` / :class:`pyro_lgm.models.RNADE`, the same networks whose call
+returns these distributions).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
-from pyro_lgm.distributions._nade_kernel import nade_logits
+from pyro_lgm.nn.nade import NADE as NADENet
+from pyro_lgm.nn.nade import (
+    _inverse_permutation,
+    bounded_log_scale,  # noqa: F401  (its home was this module)
+)
 
 __all__ = ["NADE", "RNADE"]
 
@@ -59,19 +65,6 @@ def mixture_of_gaussians(
         dist.Normal(loc, log_scale.exp(), validate_args=False),
         validate_args=False,
     )
-
-
-def bounded_log_scale(raw: torch.Tensor, bound: float) -> torch.Tensor:
-    r"""Softly bound a log-scale to :math:`(-b, b)`: :math:`b \tanh(r / b)`.
-
-    The map is the identity near zero, so a freshly initialised network is unaffected,
-    but a scale can never underflow to zero or overflow (``exp(±b)``).
-
-    Example:
-        >>> bounded_log_scale(torch.tensor([0.0, 100.0]), 7.0)
-        tensor([0., 7.])
-    """
-    return bound * torch.tanh(raw / bound)
 
 
 class _NetDistribution(TorchDistribution):
@@ -251,12 +244,6 @@ def _unmodified(net: object, cls: type, *methods: str) -> bool:
     return isinstance(net, cls) and all(getattr(type(net), m) is getattr(cls, m) for m in methods)
 
 
-def _inverse_permutation(order: torch.Tensor) -> torch.Tensor:
-    inv = torch.empty_like(order)
-    inv[order] = torch.arange(order.numel(), device=order.device)
-    return inv
-
-
 class _RunningNADE(_Autoregressive):
     """The NADE recursion shared by :class:`NADE` and :class:`RNADE`.
 
@@ -276,7 +263,7 @@ class _RunningNADE(_Autoregressive):
             if not hasattr(net, attr):
                 raise ValueError(
                     f"net: expected a NADE-style module with attribute {attr!r} "
-                    f"(e.g. pyro_lgm.models.{type(self).__name__}), got {type(net).__name__}"
+                    f"(e.g. pyro_lgm.nn.{type(self).__name__}), got {type(net).__name__}"
                 )
         features = int(net.features)
         self._order = _check_order(net.order, features)
@@ -371,8 +358,9 @@ class NADE(_RunningNADE):
         Distribution Estimation*. JMLR 17(205), 2016.
 
     Args:
-        net: the parameter holder, a :class:`pyro_lgm.models.NADE` (any module with the
-            attributes described in ``_RunningNADE`` works).
+        net: the parameter holder, a :class:`pyro_lgm.nn.NADE` (any module with the
+            attributes described in ``_RunningNADE`` works; the trainable
+            :class:`pyro_lgm.models.NADE` is one).
         context: ``(..., context_dim)`` tensor when the net is conditional (it shifts the
             hidden bias ``c``); its leading dimensions are the batch shape.
         validate_args: check that values are binary.
@@ -383,10 +371,10 @@ class NADE(_RunningNADE):
 
     Example:
         >>> import torch
-        >>> from pyro_lgm.models import NADE as NADEModel
+        >>> from pyro_lgm.nn import NADE as NADENet
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <torch._C.Generator object at ...>
-        >>> d = NADE(NADEModel(4, hidden=8))
+        >>> d = NADE(NADENet(4, hidden=8))
         >>> d.sample((3,)).shape
         torch.Size([3, 4])
         >>> x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
@@ -408,30 +396,13 @@ class NADE(_RunningNADE):
     def _params(
         self, value: torch.Tensor, context: torch.Tensor | None
     ) -> tuple[torch.Tensor, ...]:
-        """Logits of every position; a plain :class:`pyro_lgm.models.NADE` net takes the fast
-        blocked pass with its hand-written ``O(N H)``-memory backward (``_nade_kernel``)."""
-        from pyro_lgm.models.nade import NADE as _Module
-
+        """Logits of every position; a :class:`pyro_lgm.nn.NADE` whose generic methods are
+        not overridden takes its fast blocked pass (:meth:`pyro_lgm.nn.NADE.ordered_logits`,
+        with a hand-written ``O(N H)``-memory backward)."""
         net = self.net
-        if not _unmodified(net, _Module, "hidden", "heads", "input_bias"):
+        if not _unmodified(net, NADENet, "hidden", "heads", "input_bias"):
             return super()._params(value, context)
-        d, h = self.event_shape[0], net.hidden_size
-        shape = value.shape[:-1]
-        order = self._order
-        x = value[..., order].reshape(-1, d)
-        c = net.input_bias(context)
-        if c.dim() > 1:
-            c = c.expand(shape + (h,)).reshape(-1, h)
-        logits = nade_logits(
-            x,
-            net.weight_in[:, order].t(),
-            c,
-            net.weight_out[order],
-            net.bias_out[order],
-            net.activation,
-            self.block_size,
-        )
-        return (logits[:, _inverse_permutation(order)].reshape(shape + (d,)),)
+        return (net.ordered_logits(value, context, self.block_size),)
 
 
 class RNADE(_RunningNADE):
@@ -454,7 +425,7 @@ class RNADE(_RunningNADE):
         density-estimator*. NeurIPS 2013.
 
     Args:
-        net: the parameter holder, a :class:`pyro_lgm.models.RNADE`.
+        net: the parameter holder, a :class:`pyro_lgm.nn.RNADE`.
         context: ``(..., context_dim)`` tensor when the net is conditional.
         validate_args: check that values are finite.
 
@@ -464,8 +435,8 @@ class RNADE(_RunningNADE):
 
     Example:
         >>> import torch
-        >>> from pyro_lgm.models import RNADE as RNADEModel
-        >>> d = RNADE(RNADEModel(3, hidden=8, num_components=2))
+        >>> from pyro_lgm.nn import RNADE as RNADENet
+        >>> d = RNADE(RNADENet(3, hidden=8, num_components=2))
         >>> d.log_prob(torch.zeros(5, 3)).shape
         torch.Size([5])
         >>> d.conditionals(torch.zeros(5, 3)).batch_shape

@@ -20,9 +20,11 @@ from the last block to the first, which is the ``O(D H)`` gradient of Larochelle
 (2011, section 3). Inside a block both the prefix sums and the gradient of ``W`` are one
 matrix product each with a strictly triangular mask.
 
-This module is private: :class:`pyro_lgm.distributions.NADE` uses it when its net is a
-plain :class:`pyro_lgm.models.NADE`; ``tests/test_nade_kernel.py`` checks it against
-autograd of the straightforward pass in float64.
+This module is private: :meth:`pyro_lgm.nn.NADE.ordered_logits` runs it, and
+:class:`pyro_lgm.distributions.NADE` calls that method when its net is a
+:class:`pyro_lgm.nn.NADE` whose ``hidden``/``heads``/``input_bias`` are not overridden;
+``tests/test_nade_kernel.py`` checks it against autograd of the straightforward pass in
+float64.
 """
 
 from __future__ import annotations
