@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -61,6 +62,31 @@ def test_made_distribution_from_a_bare_network():
         ld.MADE(MADENet(3, [8], param_dims=2)).log_prob(torch.zeros(3))
     with pytest.raises(ValueError, match="net"):
         ld.MADE(nn.Linear(3, 3))
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_sampling_builds_the_masked_weights_once(fast):
+    """The D network passes of ``sample`` run inside ``net.reuse_weights()``: the masked
+    (or blocked) weights are built once per sample call, not once per position, and the
+    samples are the same as with one build per pass."""
+    net = MADENet(5, [8, 8], param_dims=1, seed=0)
+    net.fast, net.min_block = fast, 1  # also the blocked path, on a small net
+    builds = []
+    scoped = net._scoped
+
+    def counting(tag, build):
+        return scoped(tag, lambda: builds.append(tag) or build())
+
+    net._scoped = counting
+    d = ld.MADE(net)
+    torch.manual_seed(3)
+    x = d.sample((4,))
+    assert len(builds) == 1, builds
+    builds.clear()
+    net.reuse_weights = contextlib.nullcontext  # one build per pass
+    torch.manual_seed(3)
+    assert torch.equal(d.sample((4,)), x)
+    assert len(builds) == 5
 
 
 @pytest.mark.parametrize("conditional", ["bernoulli", "categorical"])

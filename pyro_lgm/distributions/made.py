@@ -10,6 +10,8 @@ whose row ``i`` only depends on the positions before ``i`` in the network's orde
 
 from __future__ import annotations
 
+import contextlib
+
 import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
@@ -165,10 +167,12 @@ class MADE(_Autoregressive):
     def _sample_flat(self, n: int, context: torch.Tensor | None) -> torch.Tensor:
         d = self.event_shape[0]
         x = torch.zeros(n, d, dtype=self._dtype, device=self._device)
-        for k in range(d):
-            i = self._order[k : k + 1]
-            out = self.net(self._net_input(x), context)
-            x[:, i] = self._make_conditional(out[:, i]).sample().to(self._dtype)
+        # D passes with the same parameters: build the masked weights once (pyro_lgm.nn.MADE)
+        with getattr(self.net, "reuse_weights", contextlib.nullcontext)():
+            for k in range(d):
+                i = self._order[k : k + 1]
+                out = self.net(self._net_input(x), context)
+                x[:, i] = self._make_conditional(out[:, i]).sample().to(self._dtype)
         if self.conditional == "categorical":
             return x.long()
         return x
