@@ -24,12 +24,14 @@ from torch.distributions import constraints
 
 from pyro_lgm.distributions.nade import (
     _Autoregressive,
+    _check_binary,
     _check_order,
+    _net_param,
     _NetDistribution,
     _unmodified,
 )
 from pyro_lgm.nn.nade import DeepNADE as DeepNADENet
-from pyro_lgm.nn.nade import _inverse_permutation
+from pyro_lgm.nn.nade import _inverse_permutation, parse_order
 
 __all__ = ["DeepNADE", "EoNADE"]
 
@@ -51,11 +53,18 @@ def _check_net(net: object) -> None:
             )
 
 
-def _binary_support_check(value: torch.Tensor) -> None:
-    if value.dtype == torch.bool:
-        return
-    if not ((value == 0) | (value == 1)).all():
-        raise ValueError("value: expected binary values in {0, 1} (got NaN or other values)")
+def _checked_logits(
+    net: object, x_masked: torch.Tensor, mask: torch.Tensor, context: torch.Tensor | None
+) -> torch.Tensor:
+    """``net.conditional_logits(...)``, checked to be one logit per position: ``(..., D)``."""
+    out = net.conditional_logits(x_masked, mask, context)
+    if not isinstance(out, torch.Tensor) or out.shape != x_masked.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"net: conditional_logits returned {got} for inputs of shape "
+            f"{tuple(x_masked.shape)}; expected one logit per position, the same shape"
+        )
+    return out
 
 
 #: examples per chunk of the batched exact pass hold at most this many masked copies
@@ -98,7 +107,7 @@ def _ordered_logits_chunk(
     masks = _prefix_masks(order, value.dtype)  # (D, D)
     xm = value.unsqueeze(-2) * masks  # (..., D, D): one masked copy per step
     ctx = None if context is None else context.unsqueeze(-2).expand(*xm.shape[:-1], -1)
-    logits_all = net.conditional_logits(xm, masks.expand_as(xm), ctx)  # (..., D, D)
+    logits_all = _checked_logits(net, xm, masks.expand_as(xm), ctx)  # (..., D, D)
     steps = torch.arange(d, device=order.device)
     by_step = logits_all[..., steps, order]  # (..., D): step k -> logit of position order[k]
     return by_step.index_select(by_step.dim() - 1, _inverse_permutation(order))
@@ -112,7 +121,7 @@ def _ordered_sample(
     x = torch.zeros(n, d, dtype=like.dtype, device=like.device)
     for k in range(d):
         m = masks[k].expand(n, d)
-        logits = net.conditional_logits(x * m, m, context)
+        logits = _checked_logits(net, x * m, m, context)
         i = order[k]
         x[:, i] = torch.bernoulli(torch.sigmoid(logits[:, i]))
     return x
@@ -135,9 +144,11 @@ class DeepNADE(_Autoregressive):
     Args:
         net: a :class:`pyro_lgm.nn.DeepNADE` (any module with ``features`` and
             ``conditional_logits(x_masked, mask, context) -> (..., D)`` works).
-        order: ``(D,)`` permutation; default ``net.order`` if present, else natural.
+        order: a permutation of ``range(D)`` (tensor or sequence), or ``"natural"``,
+            ``"reversed"``, ``"random"``; default ``net.order`` if present, else natural.
         context: ``(..., context_dim)`` when the net is conditional.
-        validate_args: check that values are binary.
+        validate_args: check that values are binary and the context finite (default:
+            the global validation switch).
 
     Example:
         >>> import torch
@@ -160,17 +171,20 @@ class DeepNADE(_Autoregressive):
     ) -> None:
         _check_net(net)
         features = int(net.features)
+        param = _net_param(net)
         if order is None:
             order = getattr(net, "order", None)
-        param = next(iter(net.parameters()))
         if order is None:
             order = torch.arange(features, device=param.device)
-        order = torch.as_tensor(order, device=param.device)
-        self._order = _check_order(order, features, "order")
+        elif isinstance(order, torch.Tensor):
+            order = _check_order(order, features, "order")
+        else:
+            order = parse_order(order, features)
+        self._order = order.to(param.device)
         self._setup(net, features, context, int(getattr(net, "context_dim", 0)), validate_args)
 
     def _check_support(self, value: torch.Tensor) -> None:
-        _binary_support_check(value)
+        _check_binary(value)
 
     def _conditionals(self, value: torch.Tensor, context: torch.Tensor | None) -> dist.Bernoulli:
         logits = _ordered_logits(self.net, value, context, self._order)
@@ -199,7 +213,8 @@ class EoNADE(_NetDistribution):
         net: a :class:`pyro_lgm.nn.DeepNADE`.
         orders: ``(K, D)`` LongTensor, one permutation per row.
         context: ``(..., context_dim)`` when the net is conditional.
-        validate_args: check that values are binary.
+        validate_args: check that values are binary and the context finite (default:
+            the global validation switch).
 
     Example:
         >>> import torch
@@ -223,8 +238,13 @@ class EoNADE(_NetDistribution):
     ) -> None:
         _check_net(net)
         features = int(net.features)
-        param = next(iter(net.parameters()))
-        orders = torch.as_tensor(orders, device=param.device)
+        param = _net_param(net)
+        try:
+            orders = torch.as_tensor(orders, device=param.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(
+                f"orders: expected a (K, {features}) tensor of permutations, got {orders!r}"
+            ) from None
         if orders.dim() != 2 or orders.shape[0] < 1 or orders.shape[1] != features:
             raise ValueError(
                 f"orders: expected a (K, {features}) tensor of permutations with K >= 1, got "
@@ -247,7 +267,7 @@ class EoNADE(_NetDistribution):
         ]
 
     def _check_support(self, value: torch.Tensor) -> None:
-        _binary_support_check(value)
+        _check_binary(value)
 
     def component_log_probs(self, value: torch.Tensor) -> torch.Tensor:
         r"""``(K, ...)`` exact :math:`\log p(x \mid o^{(k)})` of every ordering."""

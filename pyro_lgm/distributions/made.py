@@ -16,12 +16,60 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from pyro_lgm.distributions.nade import _Autoregressive, _check_order, mixture_of_gaussians
-from pyro_lgm.nn.nade import bounded_log_scale
+from pyro_lgm.distributions.nade import (
+    _Autoregressive,
+    _check_binary,
+    _check_order,
+    mixture_of_gaussians,
+)
+from pyro_lgm.errors import NonFiniteValueError, _describe, check_finite
+from pyro_lgm.nn.masked import MADE as MADENet
+from pyro_lgm.nn.nade import NADE as NADENet
+from pyro_lgm.nn.nade import RNADE, DeepNADE, _positive_finite, bounded_log_scale
 
 __all__ = ["MADE"]
 
 _CONDITIONALS = ("bernoulli", "categorical", "mog")
+
+#: networks that have an ``order`` but are not masked autoencoders -> their distribution
+_NADE_FAMILY = {NADENet: "NADE", RNADE: "RNADE", DeepNADE: "DeepNADE"}
+
+
+def _check_net(net: object) -> None:
+    for cls, name in _NADE_FAMILY.items():
+        if isinstance(net, cls):
+            raise ValueError(
+                f"net: got a {type(net).__name__} network, not a masked autoencoder; use "
+                f"pyro_lgm.distributions.{name} for it (MADE needs a pyro_lgm.nn.MADE)"
+            )
+    if not isinstance(net, MADENet) and isinstance(getattr(net, "net", None), MADENet):
+        raise ValueError(
+            f"net: got a {type(net).__name__} model; pass its network (model.net), or call "
+            "the model, model(context), for its distribution"
+        )
+    order = getattr(net, "order", None)
+    if not callable(net) or not isinstance(order, torch.Tensor) or order.dim() != 1:
+        raise ValueError(
+            f"net: expected a pyro_lgm.nn.MADE with an `order` buffer, got {type(net).__name__}"
+        )
+
+
+def _check_param_dims(net: object, conditional: str, num_classes: int | None) -> None:
+    """The net's ``param_dims`` (when it says them) fit the conditionals."""
+    pd = getattr(net, "param_dims", None)
+    if not isinstance(pd, (list, tuple)) or not all(isinstance(p, int) for p in pd):
+        return
+    pd = list(pd)
+    if conditional == "bernoulli":
+        want, ok = "[1]", sum(pd) == 1
+    elif conditional == "categorical":
+        want, ok = f"[{num_classes}] (num_classes={num_classes})", sum(pd) == num_classes
+    else:
+        want, ok = "[K, K, K]", len(pd) == 3 and pd[0] == pd[1] == pd[2]
+    if not ok:
+        raise ValueError(
+            f"net: param_dims={pd} does not fit conditional={conditional!r}; expected {want}"
+        )
 
 
 class MADE(_Autoregressive):
@@ -46,8 +94,9 @@ class MADE(_Autoregressive):
         context: ``(..., context_dim)`` when the net is conditional.
         conditional: ``"bernoulli"``, ``"categorical"`` or ``"mog"``.
         num_classes: ``K`` for ``"categorical"`` (default: the net's output width).
-        log_scale_bound: :math:`B` of the mixture's log-scales.
-        validate_args: check values against the support.
+        log_scale_bound: :math:`B` of the mixture's log-scales, a finite positive number.
+        validate_args: check values against the support and the context for NaN and
+            infinities (default: the global validation switch).
 
     Shapes:
         ``event_shape == (D,)``. Bernoulli values are ``{0, 1}`` (any real dtype),
@@ -79,11 +128,8 @@ class MADE(_Autoregressive):
             raise ValueError(
                 f"conditional: expected one of {list(_CONDITIONALS)}, got {conditional!r}"
             )
-        order = getattr(net, "order", None)
-        if not isinstance(order, torch.Tensor) or order.dim() != 1:
-            raise ValueError(
-                f"net: expected a pyro_lgm.nn.MADE with an `order` buffer, got {type(net).__name__}"
-            )
+        _check_net(net)
+        order = net.order
         features = order.numel()
         self._order = _check_order(order, features)
         self.conditional = conditional
@@ -98,9 +144,8 @@ class MADE(_Autoregressive):
                 f"num_classes: only used with conditional='categorical', got {num_classes}"
             )
         self.num_classes = num_classes
-        if not log_scale_bound > 0:
-            raise ValueError(f"log_scale_bound: expected a positive number, got {log_scale_bound}")
-        self.log_scale_bound = float(log_scale_bound)
+        _check_param_dims(net, conditional, num_classes)
+        self.log_scale_bound = _positive_finite(log_scale_bound, "log_scale_bound")
         self._setup(net, features, context, int(getattr(net, "context_dim", 0)), validate_args)
 
     @property
@@ -118,18 +163,17 @@ class MADE(_Autoregressive):
 
     def _check_support(self, value: torch.Tensor) -> None:
         if self.conditional == "bernoulli":
-            if value.dtype != torch.bool and not ((value == 0) | (value == 1)).all():
-                raise ValueError(
-                    "value: expected binary values in {0, 1} (got NaN or other values)"
-                )
+            _check_binary(value)
         elif self.conditional == "categorical":
             v = value.double()
-            if not ((v == v.round()) & (v >= 0) & (v <= self.num_classes - 1)).all():
-                raise ValueError(
-                    f"value: expected integer class labels in [0, {self.num_classes - 1}]"
-                )
-        elif value.is_floating_point() and not torch.isfinite(value).all():
-            raise ValueError("value: expected finite real values, got NaN or inf")
+            bad = ~((v == v.round()) & (v >= 0) & (v <= self.num_classes - 1))
+            if bool(bad.any()):
+                expected = f"value: expected integer class labels in [0, {self.num_classes - 1}]"
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise NonFiniteValueError(f"{expected}, got {_describe(value)}")
+                raise ValueError(f"{expected}, got {v[bad].flatten()[0].item()!r}")
+        else:
+            check_finite("value", value, always=True)
 
     def _net_input(self, value: torch.Tensor) -> torch.Tensor:
         if self.conditional == "categorical":
@@ -162,7 +206,16 @@ class MADE(_Autoregressive):
     def _conditionals(
         self, value: torch.Tensor, context: torch.Tensor | None
     ) -> torch.distributions.Distribution:
-        return self._make_conditional(self.net(self._net_input(value), context))
+        return self._make_conditional(self._net_out(self._net_input(value), context))
+
+    def _net_out(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """The net's output ``(..., D, P)`` for ``x``, checked to have one row per position."""
+        out = self.net(x, context)
+        d = self.event_shape[0]
+        if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[-2] != d:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"net: expected an output of shape (..., {d}, P), got {got}")
+        return out
 
     def _sample_flat(self, n: int, context: torch.Tensor | None) -> torch.Tensor:
         d = self.event_shape[0]
@@ -171,7 +224,7 @@ class MADE(_Autoregressive):
         with getattr(self.net, "reuse_weights", contextlib.nullcontext)():
             for k in range(d):
                 i = self._order[k : k + 1]
-                out = self.net(self._net_input(x), context)
+                out = self._net_out(self._net_input(x), context)
                 x[:, i] = self._make_conditional(out[:, i]).sample().to(self._dtype)
         if self.conditional == "categorical":
             return x.long()

@@ -26,9 +26,12 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
+from pyro_lgm.errors import NonFiniteValueError, _describe, check_finite
 from pyro_lgm.nn.nade import NADE as NADENet
+from pyro_lgm.nn.nade import RNADE as RNADENet
 from pyro_lgm.nn.nade import (
     _inverse_permutation,
+    _positive_int,
     bounded_log_scale,  # noqa: F401  (its home was this module)
 )
 
@@ -40,6 +43,63 @@ def _net_param(net: object, name: str = "net") -> torch.Tensor:
         return next(iter(net.parameters()))  # type: ignore[attr-defined]
     except (AttributeError, StopIteration):
         raise ValueError(f"{name}: expected an nn.Module with parameters, got {net!r}") from None
+
+
+def _shape(value: object, name: str) -> torch.Size:
+    """A shape of non-negative ints (a ``torch.Size``, tuple or list; bools are not ints)."""
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value
+    ):
+        return torch.Size(value)
+    raise ValueError(f"{name}: expected a tuple of non-negative ints, got {value!r}")
+
+
+def _check_context(
+    context: object,
+    context_dim: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    validate: bool,
+) -> torch.Size:
+    """Check a context against a net's ``context_dim``, dtype and device; its batch shape.
+
+    ``validate``: also reject NaN and infinities (:class:`pyro_lgm.errors.NonFiniteValueError`).
+    """
+    if context is None:
+        if context_dim:
+            raise ValueError(
+                f"context: the net is conditional (context_dim={context_dim}); "
+                "pass a context tensor of shape (..., context_dim)"
+            )
+        return torch.Size()
+    if not context_dim:
+        raise ValueError("context: the net is not conditional; pass context=None")
+    if not isinstance(context, torch.Tensor):
+        raise ValueError(f"context: expected a tensor, got {type(context).__name__}")
+    if context.dim() < 1 or context.shape[-1] != context_dim:
+        raise ValueError(
+            f"context: expected shape (..., {context_dim}), got {tuple(context.shape)}"
+        )
+    if context.dtype != dtype or context.device != device:
+        raise ValueError(
+            f"context: expected dtype {dtype} on {device}, got {context.dtype} on {context.device}"
+        )
+    if validate:
+        check_finite("context", context, always=True)
+    return context.shape[:-1]
+
+
+def _check_binary(value: torch.Tensor, name: str = "value") -> None:
+    """``value`` holds only 0 and 1 (any real dtype); NaN and infinities are named."""
+    if value.dtype == torch.bool:
+        return
+    bad = ~((value == 0) | (value == 1))
+    if not bool(bad.any()):
+        return
+    expected = f"{name}: expected binary values in {{0, 1}}"
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        raise NonFiniteValueError(f"{expected}, got {_describe(value)}")
+    raise ValueError(f"{expected}, got {value[bad].flatten()[0].item()!r}")
 
 
 def mixture_of_gaussians(
@@ -88,36 +148,14 @@ class _NetDistribution(TorchDistribution):
         self.net = net
         param = _net_param(net)
         self._dtype, self._device = param.dtype, param.device
-        if context is None:
-            if context_dim:
-                raise ValueError(
-                    f"context: the net is conditional (context_dim={context_dim}); "
-                    "pass a context tensor of shape (..., context_dim)"
-                )
-            batch_shape = torch.Size()
-        else:
-            if not context_dim:
-                raise ValueError("context: the net is not conditional; pass context=None")
-            if not isinstance(context, torch.Tensor):
-                raise ValueError(f"context: expected a tensor, got {type(context).__name__}")
-            if context.dim() < 1 or context.shape[-1] != context_dim:
-                raise ValueError(
-                    f"context: expected shape (..., {context_dim}), got {tuple(context.shape)}"
-                )
-            if context.dtype != self._dtype or context.device != self._device:
-                raise ValueError(
-                    f"context: expected dtype {self._dtype} on {self._device}, got "
-                    f"{context.dtype} on {context.device}"
-                )
-            if not torch.isfinite(context).all():
-                raise ValueError("context: expected finite values, got NaN or inf")
-            batch_shape = context.shape[:-1]
+        validate = self._validate_args if validate_args is None else bool(validate_args)
+        batch_shape = _check_context(context, context_dim, self._dtype, self._device, validate)
         self.context = context
         self._context_dim = context_dim
         super().__init__(batch_shape, torch.Size((features,)), validate_args=validate_args)
 
     def expand(self, batch_shape: torch.Size, _instance: object = None) -> _NetDistribution:
-        batch_shape = torch.Size(batch_shape)
+        batch_shape = _shape(batch_shape, "batch_shape")
         try:
             ok = torch.broadcast_shapes(self.batch_shape, batch_shape) == batch_shape
         except RuntimeError:
@@ -175,11 +213,12 @@ class _NetDistribution(TorchDistribution):
         return self._log_prob(value, context).expand(shape)
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
-        shape = torch.Size(sample_shape) + self.batch_shape
+        shape = _shape(sample_shape, "sample_shape") + self.batch_shape
         n = math.prod(shape)
         context = self.context
         if context is not None:
-            context = context.expand(shape + context.shape[-1:]).reshape(n, -1)
+            c = context.shape[-1]
+            context = context.expand(shape + (c,)).reshape(n, c)
         with torch.no_grad():
             x = self._sample_flat(n, context)
         return x.reshape(shape + self.event_shape)
@@ -229,6 +268,9 @@ def _check_order(order: torch.Tensor, features: int, name: str = "net.order") ->
     if (
         not isinstance(order, torch.Tensor)
         or order.shape != (features,)
+        or order.is_floating_point()
+        or order.is_complex()
+        or order.dtype == torch.bool
         or not torch.equal(order.sort().values.cpu(), torch.arange(features))
     ):
         raise ValueError(f"{name}: expected a permutation of range({features}), got {order!r}")
@@ -259,6 +301,9 @@ class _RunningNADE(_Autoregressive):
         context: torch.Tensor | None = None,
         validate_args: bool | None = None,
     ) -> None:
+        wrong, hint = self._other_family
+        if isinstance(net, wrong):
+            raise ValueError(f"net: got a {type(net).__name__} network, {hint}")
         for attr in ("features", "order", "weight_in", "input_bias", "hidden", "heads"):
             if not hasattr(net, attr):
                 raise ValueError(
@@ -271,6 +316,36 @@ class _RunningNADE(_Autoregressive):
 
     #: positions per block of the teacher-forcing pass (see :meth:`_params`)
     block_size: int = 16
+
+    #: the network class of the other distribution, and what to say when it is given
+    _other_family: tuple[type, str]
+    #: what ``net.heads(h, index)`` must return, in words
+    _heads_expected: str
+
+    def _heads_fit(self, out: tuple[torch.Tensor, ...], shape: torch.Size) -> bool:
+        raise NotImplementedError
+
+    def _heads(self, h: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``net.heads(h, index)`` as a tuple, checked against what this distribution reads."""
+        raw = self.net.heads(h, index)
+        if isinstance(raw, torch.Tensor):
+            out: tuple = (raw,)
+        elif isinstance(raw, (tuple, list)):
+            out = tuple(raw)
+        else:
+            out = ()
+        if not (
+            all(isinstance(t, torch.Tensor) for t in out) and self._heads_fit(out, h.shape[:-1])
+        ):
+            got = ", ".join(
+                f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+                for t in out
+            )
+            raise ValueError(
+                f"net: heads(h, index) returned ({got or type(raw).__name__}) for h of shape "
+                f"{tuple(h.shape)}; {type(self).__name__} expects {self._heads_expected}"
+            )
+        return out
 
     def _params(
         self, value: torch.Tensor, context: torch.Tensor | None
@@ -288,7 +363,7 @@ class _RunningNADE(_Autoregressive):
         x_ord = value[..., self._order]
         w_ord = self.net.weight_in[:, self._order].transpose(0, 1)  # (D, H)
         running = self.net.input_bias(context)  # (H,) or (..., H): a_0 = c
-        bs = max(1, int(self.block_size))
+        bs = _positive_int(self.block_size, "block_size")
         tril = torch.ones(bs, bs, dtype=value.dtype, device=value.device).tril(-1)
         pos_dim = value.dim() - 1
         outs: list[tuple[torch.Tensor, ...]] = []
@@ -299,8 +374,7 @@ class _RunningNADE(_Autoregressive):
             # a[..., k, :] = running + sum_{j < k in block} x_j W_j
             a = running.unsqueeze(-2) + (tril[:n, :n] * xb.unsqueeze(-2)) @ wb
             idx = self._order[start:stop]
-            out = self.net.heads(self.net.hidden(a, idx), idx)
-            outs.append((out,) if isinstance(out, torch.Tensor) else tuple(out))
+            outs.append(self._heads(self.net.hidden(a, idx), idx))
             if stop < d:
                 running = running + xb @ wb
         inv = _inverse_permutation(self._order)
@@ -323,10 +397,7 @@ class _RunningNADE(_Autoregressive):
         for k in range(d):
             idx = self._order[k : k + 1]
             h = net.hidden(a.unsqueeze(-2), idx)
-            out = net.heads(h, idx)
-            if isinstance(out, torch.Tensor):
-                out = (out,)
-            xi = self._make_conditional(out).sample()  # (n, 1)
+            xi = self._make_conditional(self._heads(h, idx)).sample()  # (n, 1)
             xi = xi.to(self._dtype)
             x[:, idx] = xi
             a = a + xi * net.weight_in[:, idx].transpose(0, 1)
@@ -363,7 +434,8 @@ class NADE(_RunningNADE):
             :class:`pyro_lgm.models.NADE` is one).
         context: ``(..., context_dim)`` tensor when the net is conditional (it shifts the
             hidden bias ``c``); its leading dimensions are the batch shape.
-        validate_args: check that values are binary.
+        validate_args: check that values are binary and the context finite (default:
+            the global validation switch).
 
     Shapes:
         ``event_shape == (D,)``; ``log_prob(x)`` takes ``x`` of shape ``(..., D)`` with
@@ -383,12 +455,17 @@ class NADE(_RunningNADE):
     """
 
     support = constraints.independent(constraints.boolean, 1)
+    _other_family = (
+        RNADENet,
+        "a real-valued NADE with mixture-of-Gaussian heads: use pyro_lgm.distributions.RNADE",
+    )
+    _heads_expected = "one tensor of Bernoulli logits of shape (..., len(index))"
+
+    def _heads_fit(self, out: tuple[torch.Tensor, ...], shape: torch.Size) -> bool:
+        return len(out) == 1 and out[0].shape == shape
 
     def _check_support(self, value: torch.Tensor) -> None:
-        if value.dtype == torch.bool:
-            return
-        if not ((value == 0) | (value == 1)).all():
-            raise ValueError("value: expected binary values in {0, 1} (got NaN or other values)")
+        _check_binary(value)
 
     def _make_conditional(self, params: tuple[torch.Tensor, ...]) -> dist.Bernoulli:
         return dist.Bernoulli(logits=params[0], validate_args=False)
@@ -427,7 +504,8 @@ class RNADE(_RunningNADE):
     Args:
         net: the parameter holder, a :class:`pyro_lgm.nn.RNADE`.
         context: ``(..., context_dim)`` tensor when the net is conditional.
-        validate_args: check that values are finite.
+        validate_args: check that values and the context are finite (default: the
+            global validation switch).
 
     Shapes:
         ``event_shape == (D,)``; ``log_prob(x)`` takes a floating ``x`` of shape
@@ -444,6 +522,18 @@ class RNADE(_RunningNADE):
     """
 
     support = constraints.independent(constraints.real, 1)
+    _other_family = (
+        NADENet,
+        "a binary NADE with Bernoulli heads: use pyro_lgm.distributions.NADE",
+    )
+    _heads_expected = "a tuple (logits, loc, log_scale) of tensors of shape (..., len(index), K)"
+
+    def _heads_fit(self, out: tuple[torch.Tensor, ...], shape: torch.Size) -> bool:
+        return (
+            len(out) == 3
+            and all(t.dim() == len(shape) + 1 and t.shape[:-1] == shape for t in out)
+            and out[0].shape == out[1].shape == out[2].shape
+        )
 
     def _value_dtype(self, value: torch.Tensor) -> torch.dtype:
         if value.dtype != self._dtype:
@@ -451,8 +541,7 @@ class RNADE(_RunningNADE):
         return self._dtype
 
     def _check_support(self, value: torch.Tensor) -> None:
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise ValueError("value: expected finite real values, got NaN or inf")
+        check_finite("value", value, always=True)
 
     def _make_conditional(self, params: tuple[torch.Tensor, ...]) -> dist.MixtureSameFamily:
         logits, loc, log_scale = params

@@ -10,6 +10,7 @@ from torch import nn
 
 from pyro_lgm import distributions as lgm_dist
 from pyro_lgm.nn.masked import MADE as MADENet
+from pyro_lgm.nn.nade import _hidden_dims, _positive_finite, _seed
 
 __all__ = ["MADE"]
 
@@ -43,8 +44,9 @@ class MADE(nn.Module):
         order: ``"natural"``, ``"reversed"``, ``"random"`` or a permutation.
         skip_connections: direct masked input-to-output connections.
         activation: the hidden non-linearity class.
-        log_scale_bound: bound :math:`B` of the mixture log-scales.
-        seed: seed of the masks (and a random order).
+        log_scale_bound: bound :math:`B` of the mixture log-scales, a finite positive number.
+        seed: seed of the masks (and a random order); ``None`` or an int. The weights are
+            drawn from the global generator.
 
     Example:
         >>> import torch
@@ -105,18 +107,16 @@ class MADE(nn.Module):
         self.num_classes = num_classes
         self.num_components = num_components
         self.context_dim = context_dim
-        if not (isinstance(log_scale_bound, (int, float)) and log_scale_bound > 0):
-            raise ValueError(f"log_scale_bound: expected a positive number, got {log_scale_bound}")
-        self.log_scale_bound = float(log_scale_bound)
+        self.log_scale_bound = _positive_finite(log_scale_bound, "log_scale_bound")
         self.net = MADENet(
             features,
-            list(hidden_dims),
+            list(_hidden_dims(hidden_dims)),
             param_dims,
             context_dim=context_dim,
             order=order,
             skip_connections=skip_connections,
             activation=activation,
-            seed=seed,
+            seed=_seed(seed),
         )
         self.forward_kwargs = {
             "conditional": conditional,

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from pyro_lgm import distributions as lgm_dist
+from pyro_lgm.distributions.nade import _check_binary, _check_context
 from pyro_lgm.nn import nade as nets
-from pyro_lgm.nn.nade import _positive_int, parse_order
+from pyro_lgm.nn.nade import _generator, _positive_int, parse_order
 
 __all__ = ["NADE", "RNADE", "DeepNADE", "parse_order"]
 
@@ -125,6 +126,7 @@ class DeepNADE(nets.DeepNADE):
     ) -> torch.Tensor:
         """``(K, D)`` uniformly random orderings (drawn on the CPU with ``generator``)."""
         k = _positive_int(num_orderings, "num_orderings")
+        generator = _generator(generator)
         rows = [torch.randperm(self.features, generator=generator) for _ in range(k)]
         return torch.stack(rows).to(self.order.device)
 
@@ -173,8 +175,19 @@ class DeepNADE(nets.DeepNADE):
             raise ValueError(f"x: expected a tensor of shape (..., {d}), got {x!r:.80}")
         if x.device != ref.device:
             raise ValueError(f"x: expected a tensor on {ref.device}, got {x.device}")
-        if not ((x == 0) | (x == 1)).all():
-            raise ValueError("x: expected binary values in {0, 1}")
+        if x.is_complex():
+            raise ValueError(f"x: expected a real tensor, got dtype {x.dtype}")
+        validate = lgm_dist.DeepNADE._validate_args  # the global validation switch
+        ctx_batch = _check_context(context, self.context_dim, ref.dtype, ref.device, validate)
+        try:
+            torch.broadcast_shapes(x.shape[:-1], ctx_batch)
+        except RuntimeError:
+            raise ValueError(
+                f"context: batch shape {tuple(ctx_batch)} does not broadcast with the batch "
+                f"shape {tuple(x.shape[:-1])} of x"
+            ) from None
+        generator = _generator(generator)
+        _check_binary(x, "x")
         x = x.to(ref.dtype)
         batch = x.shape[:-1]
         n = math.prod(batch)

@@ -37,6 +37,43 @@ def _nonneg_int(value: object, name: str) -> int:
     return value
 
 
+def _seed(value: object) -> int | None:
+    """``None`` or an int that ``torch.Generator.manual_seed`` takes (bools are not ints)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**64:
+        raise ValueError(f"seed: expected None or an int in [-2**63, 2**64), got {value!r}")
+    return value
+
+
+def _positive_finite(value: object, name: str) -> float:
+    """A finite number > 0 (an int or a float; bools and tensors are not numbers here)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name}: expected a finite positive number, got {value!r}")
+    return float(value)
+
+
+def _hidden_dims(value: object) -> tuple[int, ...]:
+    """A (possibly empty) sequence of positive ints, as a tuple."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"hidden_dims: expected a sequence of positive ints, got {value!r}")
+    for h in value:
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise ValueError(f"hidden_dims: expected a sequence of positive ints, got {value!r}")
+    return tuple(value)
+
+
+def _generator(value: object) -> torch.Generator | None:
+    if value is not None and not isinstance(value, torch.Generator):
+        raise ValueError(f"generator: expected a torch.Generator or None, got {value!r}")
+    return value
+
+
 def _activation_name(activation: object, allowed: Sequence[str]) -> str:
     if not isinstance(activation, str) or activation not in allowed:
         raise ValueError(f"activation: expected one of {list(allowed)}, got {activation!r}")
@@ -81,6 +118,8 @@ def parse_order(
         t.dim() != 1
         or t.numel() != features
         or t.is_floating_point()
+        or t.is_complex()
+        or t.dtype == torch.bool
         or not torch.equal(t.long().sort().values.cpu(), torch.arange(features))
     ):
         raise ValueError(f"order: expected a permutation of range({features}), got {order!r}")
@@ -132,6 +171,7 @@ class _RunningNADE(nn.Module):
         self.hidden_size = _positive_int(hidden, "hidden")
         self.activation = _activation_name(activation, tuple(_ACTIVATIONS))
         self.context_dim = _nonneg_int(context_dim, "context_dim")
+        seed = _seed(seed)
         g = None if seed is None else torch.Generator().manual_seed(seed)
         self._generator = g
         self.register_buffer("order", parse_order(order, features, seed))
@@ -233,6 +273,7 @@ class NADE(_RunningNADE):
         Returns:
             ``(..., D)`` logits, entry ``i`` for position ``i``.
         """
+        block_size = _positive_int(block_size, "block_size")
         d, h = self.features, self.hidden_size
         order = self.order
         c = self.input_bias(context)
@@ -280,7 +321,7 @@ class RNADE(_RunningNADE):
         order: ``None``/``"natural"``, ``"reversed"``, ``"random"`` or a permutation.
         context_dim: size of an optional context that shifts the hidden bias (0: none).
         log_scale_bound: :math:`B`, a finite positive number.
-        seed: seed of the initial weights and of a ``"random"`` order.
+        seed: seed of the initial weights and of a ``"random"`` order: ``None`` or an int.
 
     Parameters:
         ``weight_in`` ``(H, D)``, ``bias_in`` ``(H,)``, ``rho`` ``(D,)``, and per position
@@ -309,9 +350,7 @@ class RNADE(_RunningNADE):
     ) -> None:
         super().__init__(features, hidden, activation, order, context_dim, seed)
         k = self.num_components = _positive_int(num_components, "num_components")
-        if not (isinstance(log_scale_bound, (int, float)) and log_scale_bound > 0):
-            raise ValueError(f"log_scale_bound: expected a positive number, got {log_scale_bound}")
-        self.log_scale_bound = float(log_scale_bound)
+        self.log_scale_bound = _positive_finite(log_scale_bound, "log_scale_bound")
         g = self._generator
         bound = 1 / math.sqrt(hidden)
         self.rho = nn.Parameter(torch.ones(features))
@@ -360,7 +399,8 @@ class DeepNADE(nn.Module):
 
     Args:
         features: ``D``.
-        hidden_dims: widths of the hidden layers.
+        hidden_dims: widths of the hidden layers; ``()`` makes the logits an affine map of
+            :math:`(x \odot m, m)` (a logistic regression per position).
         activation: ``"relu"`` (the paper), ``"sigmoid"`` or ``"tanh"``.
         order: default ordering: ``None``/``"natural"``, ``"reversed"``, ``"random"`` or a
             permutation.
@@ -390,15 +430,10 @@ class DeepNADE(nn.Module):
         self.context_dim = _nonneg_int(context_dim, "context_dim")
         act = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
         self.activation = _activation_name(activation, tuple(act))
-        try:
-            hidden_dims = [_positive_int(h, "hidden_dims") for h in hidden_dims]
-        except TypeError:
-            raise ValueError(
-                f"hidden_dims: expected a sequence of ints, got {hidden_dims!r}"
-            ) from None
-        self.hidden_dims = tuple(hidden_dims)
+        self.hidden_dims = _hidden_dims(hidden_dims)
+        seed = _seed(seed)
         self.register_buffer("order", parse_order(order, features, seed))
-        dims = [2 * features + context_dim, *hidden_dims, features]
+        dims = [2 * features + context_dim, *self.hidden_dims, features]
         layers: list[nn.Module] = []
         if seed is not None:
             state = torch.random.get_rng_state()
@@ -467,10 +502,13 @@ class DeepNADE(nn.Module):
             bias = bias + context @ first.weight[:, 2 * d :].t()  # (..., H1)
         step = x.unsqueeze(-1) * w_x + w_m  # (..., D, H1): what observing o_j adds
         h = bias.unsqueeze(-2) + (torch.cumsum(step, -2) - step)  # exclusive running sum
-        for layer in layers[1:-1]:
-            h = layer(h)
-        w_out = last.weight[order]  # (D, H_L): the output row of o_k
-        by_step = (h * w_out).sum(-1) + last.bias[order]  # (..., D), generation order
+        if len(layers) == 1:  # no hidden layer: h holds every output of copy k; take o_k
+            by_step = h[..., order].diagonal(dim1=-2, dim2=-1)
+        else:
+            for layer in layers[1:-1]:
+                h = layer(h)
+            w_out = last.weight[order]  # (D, H_L): the output row of o_k
+            by_step = (h * w_out).sum(-1) + last.bias[order]  # (..., D), generation order
         return by_step.index_select(by_step.dim() - 1, _inverse_permutation(order))
 
     def extra_repr(self) -> str:
