@@ -1,15 +1,18 @@
 """Self-tests of pyro_lgm.testing: it accepts correct objects and rejects broken ones."""
 
+import pyro.distributions as pyro_dist
 import pyro.distributions.transforms as pyro_t
 import pytest
 import torch
 import torch.distributions as td
 from hypothesis import given, settings
+from pyro.distributions import ConditionalTransform
 from torch.distributions import Transform, constraints
 
 from pyro_lgm.testing import (
     assert_autoregressive,
     assert_bijective,
+    assert_depends_on_context,
     assert_inverse_log_det,
     assert_log_abs_det_jacobian,
     assert_normalized,
@@ -17,6 +20,7 @@ from pyro_lgm.testing import (
     tolerance,
 )
 from pyro_lgm.testing import strategies as lst
+from pyro_lgm.transforms import ConditionalRadial, conditional_radial
 from tests.cases import examples
 
 
@@ -274,6 +278,137 @@ def test_rejects_inverse_log_det_off_by_a_small_constant(dtype):
     assert_inverse_log_det(
         _InverseLogDetOffset(base.a, base.b, 0.0), torch.randn(4, 3, dtype=dtype)
     )
+
+
+# --- depends on context -----------------------------------------------------------------
+
+
+class _ZeroContextRadial(ConditionalRadial):
+    """The mutation found by mutation testing: parameters from zeros_like(context)."""
+
+    def condition(self, context):
+        return super().condition(torch.zeros_like(context))
+
+
+def _conditional_radial(cls, dtype, seed=0):
+    torch.manual_seed(seed)
+    t = cls(conditional_radial(3, 2, hidden_dims=[8]).nn, 3)
+    with torch.no_grad():  # the last layer starts at zero: give it weights
+        t.nn.layers[-1].weight.normal_(0.0, 0.5)
+    return t.to(dtype)
+
+
+def test_depends_on_context_accepts_a_real_conditional_transform(dtype):
+    t = _conditional_radial(ConditionalRadial, dtype)
+    assert_depends_on_context(t, torch.randn(6, 3, dtype=dtype), torch.randn(6, 2, dtype=dtype))
+    # also with an unbatched context and an explicit second context
+    c = torch.randn(2, dtype=dtype)
+    assert_depends_on_context(t, torch.randn(6, 3, dtype=dtype), c, other_context=-c)
+
+
+def test_depends_on_context_rejects_a_transform_that_ignores_its_context(dtype):
+    t = _conditional_radial(_ZeroContextRadial, dtype)
+    x, c = torch.randn(6, 3, dtype=dtype), torch.randn(6, 2, dtype=dtype)
+    assert_bijective(t.condition(c), x)  # every other property still holds ...
+    assert_log_abs_det_jacobian(t.condition(c), x)
+    with pytest.raises(AssertionError, match=r"_ZeroContextRadial: f\(x; context\) does not"):
+        assert_depends_on_context(t, x, c)  # ... but the context is ignored
+    # a new (unperturbed) conditional layer ignores its context by construction
+    with pytest.raises(AssertionError, match="does not depend on the context"):
+        assert_depends_on_context(conditional_radial(3, 2).to(dtype), x, c)
+
+
+class _ForwardOnlyShift(ConditionalTransform):
+    """y = x + context (sum) forward; the inverse ignores the context (broken)."""
+
+    def __init__(self, use_context_in_inverse):
+        self.use = use_context_in_inverse
+
+    def condition(self, context):
+        shift = context.sum(-1, keepdim=True)
+        inv_shift = shift if self.use else torch.zeros_like(shift)
+
+        class _T(Transform):
+            bijective = True
+            domain = codomain = constraints.real_vector
+
+            def _call(self, x):
+                return x + shift
+
+            def _inverse(self, y):
+                return y - inv_shift
+
+            def log_abs_det_jacobian(self, x, y):
+                return torch.zeros(x.shape[:-1], dtype=x.dtype)
+
+        return _T()
+
+
+def test_depends_on_context_checks_the_inverse_too():
+    x, c = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    assert_depends_on_context(_ForwardOnlyShift(True), x, c)  # volume-preserving is fine
+    with pytest.raises(AssertionError, match=r"inv\(y; context\) does not depend"):
+        assert_depends_on_context(_ForwardOnlyShift(False), x, c)
+
+
+def test_depends_on_context_distributions_and_callables(dtype):
+    x = torch.randn(5, 3, dtype=dtype)
+    c = torch.randn(5, 2, dtype=dtype)
+
+    def normal(loc):
+        return td.Independent(td.Normal(loc, torch.ones_like(loc)), 1)
+
+    # a callable context -> distribution, as the models' call model(context)
+    uses = lambda ctx: normal(ctx.sum(-1, keepdim=True).expand(*ctx.shape[:-1], 3))
+    ignores = lambda ctx: normal(torch.zeros(*ctx.shape[:-1], 3, dtype=ctx.dtype))
+    assert_depends_on_context(uses, x, c)
+    with pytest.raises(AssertionError, match=r"log_prob\(x \| context\) does not depend"):
+        assert_depends_on_context(ignores, x, c)
+    # a Pyro ConditionalTransformedDistribution (.condition(context) -> Distribution)
+    t = _conditional_radial(ConditionalRadial, dtype)
+    base = normal(torch.zeros(3, dtype=dtype))
+    assert_depends_on_context(pyro_dist.ConditionalTransformedDistribution(base, [t]), x, c)
+    zero = _conditional_radial(_ZeroContextRadial, dtype)
+    with pytest.raises(AssertionError, match="log_prob"):
+        assert_depends_on_context(pyro_dist.ConditionalTransformedDistribution(base, [zero]), x, c)
+    # a callable context -> transform
+    assert_depends_on_context(t.condition, x, c)
+
+
+def test_depends_on_context_ignores_rounding_level_changes():
+    # a dependence of relative size 1e-12 is rounding noise in float64, not a dependence
+    x, c = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+
+    def tiny(ctx):
+        loc = 1 + 1e-12 * ctx.sum(-1, keepdim=True).expand(*ctx.shape[:-1], 3)
+        return td.Independent(td.Normal(loc, torch.ones_like(loc)), 1)
+
+    with pytest.raises(AssertionError, match="does not depend"):
+        assert_depends_on_context(tiny, x, c)
+
+
+def test_depends_on_context_one_batch_element_suffices():
+    # a correct network can be flat in the context at some points (dead ReLU units): one
+    # element that changes is enough, the others may not
+    x, c = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    only_first = torch.tensor([1.0, 0, 0, 0, 0], dtype=torch.float64)[:, None]
+
+    def dist(ctx):
+        loc = (only_first * ctx.sum(-1, keepdim=True)).expand(5, 3)
+        return td.Independent(td.Normal(loc, torch.ones_like(loc)), 1)
+
+    assert_depends_on_context(dist, x, c)
+
+
+def test_depends_on_context_bad_arguments():
+    t = _conditional_radial(ConditionalRadial, torch.float64)
+    x, c = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="other_context"):
+        assert_depends_on_context(t, x, c, other_context=c[:2])
+    with pytest.raises(ValueError, match="obj"):
+        assert_depends_on_context(object(), x, c)
+    with pytest.raises(ValueError, match="obj"):
+        assert_depends_on_context(lambda ctx: ctx, x, c)
 
 
 # --- autoregressive ------------------------------------------------------------------

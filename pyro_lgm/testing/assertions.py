@@ -9,6 +9,8 @@ where (batch index, position) and by how much; it returns ``None`` when the prop
   :math:`\log|\det \partial f(x)/\partial x|` of the Jacobian built with
   :mod:`torch.autograd` on a float64 copy of the transform.
 * :func:`assert_inverse_log_det` - the inverse's log-det is the negative of the forward's.
+* :func:`assert_depends_on_context` - a conditional transform or distribution changes when
+  its context does.
 * :func:`assert_autoregressive` - output ``i`` has exactly zero gradient with respect to
   every input at or after ``i`` in the order, and optionally no blind spot.
 * :func:`assert_normalized` - a discrete distribution sums to one over its whole support;
@@ -28,6 +30,7 @@ import weakref
 from collections.abc import Callable, Sequence
 
 import torch
+from pyro.distributions import ConditionalDistribution, ConditionalTransform
 from torch import nn
 from torch.distributions import Distribution, Transform, constraints
 from torch.distributions.transforms import ComposeTransform, _InverseTransform
@@ -35,6 +38,7 @@ from torch.distributions.transforms import ComposeTransform, _InverseTransform
 __all__ = [
     "assert_autoregressive",
     "assert_bijective",
+    "assert_depends_on_context",
     "assert_inverse_log_det",
     "assert_log_abs_det_jacobian",
     "assert_normalized",
@@ -393,6 +397,146 @@ def assert_inverse_log_det(
         rtol,
         f"{type(t).__name__}: inv.log_abs_det_jacobian(y, x) != -log_abs_det_jacobian(x, y)",
     )
+
+
+def _conditioned(obj: object, context: torch.Tensor) -> object:
+    """What ``obj`` computes under ``context``: a Transform or a Distribution."""
+    if isinstance(obj, ConditionalTransform | ConditionalDistribution):
+        out = obj.condition(context)
+    elif callable(obj):
+        out = obj(context)
+    else:
+        raise ValueError(
+            "obj: expected a conditional transform or distribution (with .condition(context)) "
+            f"or a callable context -> Transform / Distribution, got {type(obj).__name__}"
+        )
+    if not isinstance(out, Transform | Distribution):
+        raise ValueError(
+            f"obj: conditioning on a context gave a {type(out).__name__}, expected a "
+            "torch.distributions.Transform or Distribution"
+        )
+    return out
+
+
+def _changed(
+    a: torch.Tensor, b: torch.Tensor, batch_dims: int, atol: float, rtol: float, what: str
+) -> tuple[bool, float]:
+    """Whether some batch element of ``a`` and ``b`` differs beyond the tolerance, and the
+    largest change."""
+    a, b = torch.broadcast_tensors(a.detach().to(torch.float64), b.detach().to(torch.float64))
+    for v in (a, b):
+        if not torch.isfinite(v).all():
+            raise AssertionError(f"{what}: non-finite value, cannot compare")
+    excess = (a - b).abs() - (atol + rtol * torch.maximum(a.abs(), b.abs()))
+    if excess.dim() > batch_dims:
+        excess = excess.flatten(batch_dims).amax(-1)
+    return bool((excess > 0).any()), float((a - b).abs().max()) if a.numel() else 0.0
+
+
+def assert_depends_on_context(
+    obj: object,
+    x: torch.Tensor,
+    context: torch.Tensor,
+    other_context: torch.Tensor | None = None,
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> None:
+    r"""Assert that changing the context changes what a conditional object computes.
+
+    ``obj`` is conditioned on ``context`` and on ``other_context`` (:math:`c`, :math:`c'`):
+
+    * a conditional transform (a Pyro ``ConditionalTransform``, e.g.
+      :class:`~pyro_lgm.transforms.ConditionalPlanar`: ``obj.condition(c)``) must give
+      :math:`f(x; c) \ne f(x; c')` and :math:`f^{-1}(y; c) \ne f^{-1}(y; c')` at
+      :math:`y = f(x; c)`;
+    * a conditional distribution (a Pyro ``ConditionalDistribution``:
+      ``obj.condition(c)``, or any callable ``obj(c)`` returning a Distribution, such as
+      ``pyro_lgm.models.NADE(..., context_dim=C)`` or a conditional
+      :class:`~pyro_lgm.models.Flow`) must give :math:`\log p(x \mid c) \ne \log p(x \mid c')`;
+    * a callable ``obj(c)`` returning a Transform is checked as a transform.
+
+    "Differ" means: for at least one batch element, some value changes by more than
+    ``atol + rtol * |value|`` (default :func:`tolerance` of the value's dtype,
+    :math:`\sqrt{\epsilon}`), so rounding noise never counts as a dependence. One element
+    suffices because a correct network can legitimately be flat in the context at some
+    points (e.g. ReLU units dead for both contexts); give a batch of several contexts (as
+    rows of ``context``) to make a false failure vanishingly unlikely. An object that
+    ignores its context - parameters computed from ``zeros_like(context)``, a context that
+    never reaches the network - changes nothing and fails.
+
+    ``obj`` must be deterministic apart from the context (build EoNADE orderings from a
+    seeded generator inside the callable). A newly built conditional transform or flow of
+    this library *does* ignore its context: its networks' last layers start at zero so that
+    it starts as the (near-)identity; perturb or train it first.
+
+    Args:
+        obj: the conditional transform / distribution, or a callable ``context -> object``.
+        x: ``(*batch, *event)`` points in the transform's domain or the distribution's
+            support.
+        context: ``(*context_batch, C)`` context; its batch broadcasts against ``x``'s.
+        other_context: the second context, same shape; default
+            ``context + N(0, I)`` drawn from a generator seeded with 0.
+        atol, rtol: the size of change that counts.
+
+    Example:
+        >>> from pyro_lgm.transforms import conditional_planar
+        >>> _ = torch.manual_seed(0)
+        >>> t = conditional_planar(3, context_dim=2, hidden_dims=[8])  # last layer: zero
+        >>> x, context = torch.randn(5, 3), torch.randn(5, 2)
+        >>> assert_depends_on_context(t, x, context)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        AssertionError: ConditionalPlanar: f(x; context) does not depend on the context: ...
+        >>> with torch.no_grad():
+        ...     _ = t.nn.layers[-1].weight.normal_()
+        >>> assert_depends_on_context(t, x, context)
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(context, torch.Tensor):
+        raise ValueError(
+            f"x, context: expected tensors, got {type(x).__name__}, {type(context).__name__}"
+        )
+    if other_context is None:
+        g = torch.Generator().manual_seed(0)
+        noise = torch.randn(context.shape, generator=g, dtype=torch.float64)
+        other_context = context + noise.to(dtype=context.dtype, device=context.device)
+    elif not isinstance(other_context, torch.Tensor) or other_context.shape != context.shape:
+        raise ValueError(
+            f"other_context: expected a tensor of the context's shape {tuple(context.shape)}, "
+            f"got {getattr(other_context, 'shape', type(other_context).__name__)}"
+        )
+    name = type(obj).__name__
+    first, second = _conditioned(obj, context), _conditioned(obj, other_context)
+    x = x.detach().clone()
+    if isinstance(first, Transform):
+        if not isinstance(second, Transform):
+            raise ValueError("obj: the two contexts gave a Transform and a Distribution")
+        ed_out = first.codomain.event_dim
+        with torch.no_grad():
+            y1 = first(x.clone())
+            y2 = second(x.clone())
+            x1 = first.inv(y1.clone())
+            x2 = second.inv(y1.clone())
+        checks = [
+            ("f(x; context)", y1, y2, y1.dim() - ed_out),
+            ("inv(y; context)", x1, x2, x1.dim() - first.domain.event_dim),
+        ]
+    else:
+        if not isinstance(second, Distribution):
+            raise ValueError("obj: the two contexts gave a Distribution and a Transform")
+        with torch.no_grad():
+            lp1, lp2 = first.log_prob(x), second.log_prob(x)
+        checks = [("log_prob(x | context)", lp1, lp2, lp1.dim())]
+    for what, a, b, batch_dims in checks:
+        a_tol, r_tol = _tol(a.dtype, atol, rtol)
+        changed, largest = _changed(a, b, batch_dims, a_tol, r_tol, f"{name}: {what}")
+        if not changed:
+            raise AssertionError(
+                f"{name}: {what} does not depend on the context: changing the context changed "
+                f"no batch element by more than atol={a_tol:.3g} + rtol={r_tol:.3g} * |value| "
+                f"(largest change {largest:.3e} over {int(math.prod(a.shape[:batch_dims]))} "
+                "batch elements)"
+            )
 
 
 def _order_ranks(order: Sequence[int] | torch.Tensor | None, d: int) -> torch.Tensor:
