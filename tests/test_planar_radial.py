@@ -12,6 +12,7 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pyro_lgm.errors import NonFiniteValueError
 from pyro_lgm.models import (
     Flow,
     conditional_planar_flow,
@@ -509,6 +510,139 @@ def test_bad_hyper_parameters_name_the_argument():
         ConditionedRadial(torch.zeros(2), torch.zeros(()), torch.zeros((), dtype=F64))
     with pytest.raises(ValueError, match="net"):
         ConditionalPlanar(torch.nn.Linear(2, 7), 3)
+
+
+BAD = {"NaN": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+def _conditioned(kind: str, cache_size: int = 0):
+    g = torch.Generator().manual_seed(0)
+    if kind == "planar":
+        b, u, w = near_boundary_params(3, 0.3, seed=1)
+        return ConditionedPlanar(b.float(), u.float(), w.float(), cache_size=cache_size)
+    x0 = torch.randn(3, generator=g)
+    return ConditionedRadial(x0, torch.tensor(0.2), torch.tensor(-0.1), cache_size=cache_size)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Planar(3),
+        lambda: Radial(3),
+        lambda: _conditioned("planar"),
+        lambda: _conditioned("radial"),
+    ],
+    ids=["Planar", "Radial", "ConditionedPlanar", "ConditionedRadial"],
+)
+def test_non_finite_input_names_the_argument_and_the_kind(make, kind):
+    t = make()
+    bad = torch.randn(4, 3)
+    bad[1, 2] = BAD[kind]
+    with pytest.raises(NonFiniteValueError, match=rf"^x: expected finite values, got {kind}$"):
+        t(bad)
+    with pytest.raises(NonFiniteValueError, match=rf"^y: expected finite values, got {kind}$"):
+        t.inv(bad)
+    with pytest.raises(NonFiniteValueError, match=rf"^x: expected finite values, got {kind}$"):
+        t.log_abs_det_jacobian(bad, torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+@pytest.mark.parametrize("helper", [conditional_planar, conditional_radial])
+def test_non_finite_context_names_the_context_and_the_kind(helper, kind):
+    with pytest.raises(
+        NonFiniteValueError, match=rf"^context: expected finite values, got {kind}$"
+    ):
+        helper(3, 2, hidden_dims=[4]).condition(torch.tensor([[0.0, BAD[kind]]]))
+
+
+def _params_with(cls, name: str, value: float):
+    if cls is ConditionedPlanar:
+        params = dict(zip(("bias", "u", "w"), near_boundary_params(3, 0.3, seed=2)))
+    else:
+        params = dict(x0=torch.randn(3), alpha_prime=torch.tensor(0.1), beta_prime=torch.zeros(()))
+    p = params[name].clone()
+    p.reshape(-1)[-1] = value
+    params[name] = p
+    return params
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+@pytest.mark.parametrize(
+    "cls, name",
+    [
+        (ConditionedPlanar, "bias"),
+        (ConditionedPlanar, "u"),
+        (ConditionedPlanar, "w"),
+        (ConditionedRadial, "x0"),
+        (ConditionedRadial, "alpha_prime"),
+        (ConditionedRadial, "beta_prime"),
+    ],
+)
+def test_conditioned_transforms_reject_non_finite_parameters(cls, name, kind):
+    params = _params_with(cls, name, BAD[kind])
+    with pytest.raises(NonFiniteValueError, match=rf"^{name}: expected finite values, got {kind}$"):
+        cls(**params)
+    with pyro.validation_enabled(False):  # the value checks follow the global switch
+        cls(**params)
+
+
+# ------------------------------------------------------------------------------------------
+# Validated caches (tests/test_caches.py's rules, for planar and radial)
+# ------------------------------------------------------------------------------------------
+def _fresh(t):
+    """A never-called copy of t's map (no cache), on the same parameter values."""
+    if isinstance(t, (Planar, Radial)):
+        ref = type(t)(t.input_dim).to(next(t.parameters()).dtype)
+        ref.load_state_dict(t.state_dict())
+        return ref
+    return type(t)(*(p.detach().clone() for p in t._raw_params()), cache_size=0)
+
+
+@pytest.mark.parametrize("opt", ["adam_fused", "adam", "sgd_fused"])
+@pytest.mark.parametrize("cls", [Planar, Radial])
+def test_cache_is_fresh_after_fused_optimizer_steps_on_the_same_input(cls, opt):
+    torch.manual_seed(0)
+    t = cls(3, cache_size=1).double()
+    _randomize(t)
+    make_opt = {
+        "adam_fused": lambda p: torch.optim.Adam(p, lr=0.05, fused=True),
+        "adam": lambda p: torch.optim.Adam(p, lr=0.05, foreach=False),
+        "sgd_fused": lambda p: torch.optim.SGD(p, lr=0.05, fused=True),
+    }[opt]
+    optimizer = make_opt(list(t.parameters()))
+    x = torch.randn(16, 3, dtype=F64)
+    for _ in range(3):
+        optimizer.zero_grad()
+        y = t(x)  # the same x tensor every step
+        loss = -(t.log_abs_det_jacobian(x, y) - 0.5 * (y * y).sum(-1)).mean()
+        loss.backward()
+        optimizer.step()  # fused kernels do not bump Tensor._version on the CPU
+        ref = _fresh(t)
+        with torch.no_grad():
+            torch.testing.assert_close(t(x), ref(x), rtol=0, atol=0)
+            # the pair cache's reverse lookup (this very y) is void too: inv(y) is recomputed
+            torch.testing.assert_close(t.inv(y), ref.inv(y.detach().clone()))
+    # while nothing changes, the pair cache still answers the reverse lookup
+    with torch.no_grad():
+        y = t(x)
+        assert t.inv(y) is x
+
+
+@pytest.mark.parametrize("kind", ["planar", "radial"])
+def test_conditioned_cache_sees_in_place_edits_of_its_parameters(kind):
+    t = _conditioned(kind, cache_size=1)
+    x = torch.randn(8, 3)
+    y = t(x)
+    assert t.inv(y) is x  # served by the pair cache
+    with torch.no_grad():
+        for p in t._raw_params():
+            p.add_(0.25)
+    ref = _fresh(t)
+    torch.testing.assert_close(t.inv(y), ref.inv(y.clone()), rtol=0, atol=0)  # not x
+    torch.testing.assert_close(t(x), ref(x), rtol=0, atol=0)
+    y2 = t(x)
+    assert t.inv(y2) is x  # the new pair is served again
 
 
 def test_validation_can_be_switched_off_for_speed():

@@ -30,6 +30,7 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from pyro_lgm.nn.dense import DenseNN
+from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._common import (
     VectorParamTransform,
     _check_context,
@@ -368,7 +369,7 @@ class _PlanarBase(VectorParamTransform):
         return planar_log_abs_det_jacobian(x, w, b, c)
 
 
-class ConditionedPlanar(_PlanarBase):
+class ConditionedPlanar(CachedTransform, _PlanarBase):
     r"""A planar transform with given (possibly batched) raw parameters.
 
     .. math::
@@ -388,7 +389,9 @@ class ConditionedPlanar(_PlanarBase):
         u: ``(..., D)`` raw ``u``.
         w: ``(..., D)``.
         max_iter: iteration cap of the inverse's Newton / bisection solver.
-        cache_size: 0 or 1, as for any :class:`~torch.distributions.Transform`.
+        cache_size: 0 or 1 (default): with 1, the inverse of the last output returns the
+            input without a Newton solve, while none of ``bias``, ``u``, ``w`` changed (the
+            validated cache of :class:`~pyro_lgm.transforms._cached.CachedTransform`).
 
     The leading dims of the parameters are a batch shape that broadcasts against ``x``'s.
 
@@ -437,13 +440,18 @@ class ConditionedPlanar(_PlanarBase):
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self._params
 
+    def _cache_tensors(self) -> list[torch.Tensor]:
+        """The parameter tensors (plain tensors, not module parameters): the validated
+        cache serves a value only while none of them changed."""
+        return list(self._params)
+
     def with_cache(self, cache_size: int = 1) -> ConditionedPlanar:
         if cache_size == self._cache_size:
             return self
         return ConditionedPlanar(*self._params, max_iter=self.max_iter, cache_size=cache_size)
 
 
-class Planar(_PlanarBase, TransformModule):
+class Planar(CachedTransform, _PlanarBase, TransformModule):
     r"""A planar flow layer with learnable parameters (Rezende & Mohamed, 2015).
 
     .. math::
@@ -468,8 +476,9 @@ class Planar(_PlanarBase, TransformModule):
     Args:
         input_dim: size ``D`` of the event; inputs are ``(..., D)``.
         max_iter: iteration cap of the inverse's solver.
-        cache_size: 0 (default: parameters change during training, so a cache keyed on the
-            input tensor could go stale) or 1.
+        cache_size: 0 (default) or 1: with 1, ``t.inv(t(x))`` returns ``x`` without a
+            Newton solve, served only while no parameter changed (validated cache,
+            :class:`~pyro_lgm.transforms._cached.CachedTransform`).
 
     Example:
         >>> _ = torch.manual_seed(0)
