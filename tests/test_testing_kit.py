@@ -1,15 +1,18 @@
 """Self-tests of pyro_lgm.testing: it accepts correct objects and rejects broken ones."""
 
+import pyro.distributions as pyro_dist
 import pyro.distributions.transforms as pyro_t
 import pytest
 import torch
 import torch.distributions as td
 from hypothesis import given, settings
+from pyro.distributions import ConditionalTransform
 from torch.distributions import Transform, constraints
 
 from pyro_lgm.testing import (
     assert_autoregressive,
     assert_bijective,
+    assert_depends_on_context,
     assert_inverse_log_det,
     assert_log_abs_det_jacobian,
     assert_normalized,
@@ -17,19 +20,32 @@ from pyro_lgm.testing import (
     tolerance,
 )
 from pyro_lgm.testing import strategies as lst
+from pyro_lgm.transforms import ConditionalRadial, conditional_radial
 from tests.cases import examples
 
 
 class _Linear(Transform):
     """y = x @ A.T + b over vector (event_dim=1) or image (event_dim=3) events, with knobs
-    to break it: wrong log-det sign, inverse off by a constant."""
+    to break it: wrong log-det sign, log-det off by a constant (in every dtype, or only in
+    ``ld_offset_dtype``), inverse off by a constant or by a relative error."""
 
     bijective = True
 
-    def __init__(self, a, b, event_dim=1, ld_sign=1.0, inv_offset=0.0):
+    def __init__(
+        self,
+        a,
+        b,
+        event_dim=1,
+        ld_sign=1.0,
+        inv_offset=0.0,
+        ld_offset=0.0,
+        ld_offset_dtype=None,
+        inv_rel=0.0,
+    ):
         super().__init__(cache_size=1)
         self.a, self.b, self.ed = a, b, event_dim
         self.ld_sign, self.inv_offset = ld_sign, inv_offset
+        self.ld_offset, self.ld_offset_dtype, self.inv_rel = ld_offset, ld_offset_dtype, inv_rel
 
     @property
     def domain(self):
@@ -45,11 +61,13 @@ class _Linear(Transform):
 
     def _inverse(self, y):
         x = torch.linalg.solve(self.a, (self._flat(y) - self.b).unsqueeze(-1)).squeeze(-1)
-        return x.reshape(y.shape) + self.inv_offset
+        return x.reshape(y.shape) * (1 + self.inv_rel) + self.inv_offset
 
     def log_abs_det_jacobian(self, x, y):
-        ld = torch.linalg.slogdet(self.a)[1]
-        return self.ld_sign * ld.expand(x.shape[: x.dim() - self.ed])
+        ld = self.ld_sign * torch.linalg.slogdet(self.a)[1]
+        if self.ld_offset_dtype in (None, x.dtype):
+            ld = ld + self.ld_offset
+        return ld.expand(x.shape[: x.dim() - self.ed])
 
 
 def _linear(d, dtype, device, seed=0, **kw):
@@ -148,6 +166,249 @@ def test_rejects_inverse_log_det_without_sign_flip():
     t = _BadInverseLogDet(base.a, base.b)
     with pytest.raises(AssertionError, match="inv.log_abs_det_jacobian"):
         assert_inverse_log_det(t, torch.randn(4, 3, dtype=torch.float64))
+
+
+# The kit must catch errors far below a flipped sign: errors that only a tolerance at
+# sqrt(eps) catches, and that a tolerance 1000x looser (mutation testing) lets through. Each
+# size sits between the two: above sqrt(eps) (1 + |value|) and below 1000 sqrt(eps), with
+# |value| <~ 6 here (the log-det of A = randn + 3 I in D = 4 is about 4 log 3). The sizes
+# are written out, not derived from tolerance(), so that loosening the kit fails these.
+_SMALL_LD_ERROR = {torch.float64: 1e-6, torch.float32: 3e-2}
+_SMALL_INV_REL_ERROR = {torch.float64: 1e-5, torch.float32: 1e-2}
+
+
+def test_rejects_log_det_off_by_a_small_constant(dtype):
+    off = _SMALL_LD_ERROR[dtype]
+    t = _linear(4, dtype, "cpu", ld_offset=off)
+    with pytest.raises(AssertionError, match="log_abs_det_jacobian.*autograd"):
+        assert_log_abs_det_jacobian(t, torch.randn(6, 4, dtype=dtype))
+    # the same error on images (event_dim=3)
+    t = _linear(12, dtype, "cpu", event_dim=3, ld_offset=off)
+    with pytest.raises(AssertionError, match="log_abs_det_jacobian"):
+        assert_log_abs_det_jacobian(t, torch.randn(2, 3, 2, 2, dtype=dtype))
+
+
+def test_rejects_log_det_off_only_in_float32():
+    # the float64 copy is right, only the transform's own float32 path is wrong: the
+    # float32 result itself must be held to the float32 tolerance
+    t = _linear(4, torch.float32, "cpu", ld_offset=3e-2, ld_offset_dtype=torch.float32)
+    x = torch.randn(6, 4)
+    with pytest.raises(AssertionError, match=r"log_abs_det_jacobian \(torch.float32\)"):
+        assert_log_abs_det_jacobian(t, x)
+    assert_log_abs_det_jacobian(to_float64(t), x.double())  # the float64 path is fine
+
+
+def test_errors_at_the_rounding_level_pass(dtype):
+    # the other side of the tolerance: errors of a few hundred ulps are not rejected
+    off = 300 * torch.finfo(dtype).eps
+    t = _linear(4, dtype, "cpu", ld_offset=off, ld_offset_dtype=dtype, inv_rel=off)
+    x = torch.randn(6, 4, dtype=dtype)
+    assert_log_abs_det_jacobian(t, x)
+    assert_bijective(t, x)
+
+
+def test_rejects_inverse_off_by_a_small_relative_error(dtype):
+    t = _linear(3, dtype, "cpu", inv_rel=_SMALL_INV_REL_ERROR[dtype])
+    x = torch.randn(5, 3, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(AssertionError, match=r"inv\(f\(x\)\) != x"):
+        assert_bijective(t, x)
+
+
+class _Exp(Transform):
+    """y = exp(x) on vectors, log-det sum(x); the inverse can be off by a relative error,
+    which moves the inverse's log-det, -sum(inv(y)), by the same relative amount."""
+
+    bijective = True
+    domain = constraints.real_vector
+    codomain = constraints.independent(constraints.positive, 1)
+
+    def __init__(self, inv_rel=0.0):
+        super().__init__()
+        self.inv_rel = inv_rel
+
+    def _call(self, x):
+        return x.exp()
+
+    def _inverse(self, y):
+        return y.log() * (1 + self.inv_rel)
+
+    def log_abs_det_jacobian(self, x, y):
+        return x.sum(-1)
+
+
+def test_rejects_inverse_log_det_of_a_slightly_wrong_inverse(dtype):
+    x = 1 + torch.rand(5, 3, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    assert_inverse_log_det(_Exp(), x)
+    assert_bijective(_Exp(), x)
+    assert_log_abs_det_jacobian(_Exp(), x)
+    with pytest.raises(AssertionError, match="inv.log_abs_det_jacobian"):
+        assert_inverse_log_det(_Exp(inv_rel=_SMALL_INV_REL_ERROR[dtype]), x)
+
+
+class _InverseLogDetOffset(_Linear):
+    """The inverse's log-det is the negative of the forward's plus a small constant."""
+
+    def __init__(self, a, b, offset):
+        super().__init__(a, b)
+        self.offset = offset
+
+    @property
+    def inv(self):
+        outer = self
+
+        class _Inv(Transform):
+            bijective = True
+            domain = outer.codomain
+            codomain = outer.domain
+
+            def _call(self, y):
+                return outer._inverse(y)
+
+            def log_abs_det_jacobian(self, y, x):
+                return -outer.log_abs_det_jacobian(x, y) + outer.offset
+
+        return _Inv()
+
+
+def test_rejects_inverse_log_det_off_by_a_small_constant(dtype):
+    base = _linear(3, dtype, "cpu")
+    t = _InverseLogDetOffset(base.a, base.b, _SMALL_LD_ERROR[dtype])
+    with pytest.raises(AssertionError, match="inv.log_abs_det_jacobian"):
+        assert_inverse_log_det(t, torch.randn(4, 3, dtype=dtype))
+    assert_inverse_log_det(
+        _InverseLogDetOffset(base.a, base.b, 0.0), torch.randn(4, 3, dtype=dtype)
+    )
+
+
+# --- depends on context -----------------------------------------------------------------
+
+
+class _ZeroContextRadial(ConditionalRadial):
+    """The mutation found by mutation testing: parameters from zeros_like(context)."""
+
+    def condition(self, context):
+        return super().condition(torch.zeros_like(context))
+
+
+def _conditional_radial(cls, dtype, seed=0):
+    torch.manual_seed(seed)
+    t = cls(conditional_radial(3, 2, hidden_dims=[8]).nn, 3)
+    with torch.no_grad():  # the last layer starts at zero: give it weights
+        t.nn.layers[-1].weight.normal_(0.0, 0.5)
+    return t.to(dtype)
+
+
+def test_depends_on_context_accepts_a_real_conditional_transform(dtype):
+    t = _conditional_radial(ConditionalRadial, dtype)
+    assert_depends_on_context(t, torch.randn(6, 3, dtype=dtype), torch.randn(6, 2, dtype=dtype))
+    # also with an unbatched context and an explicit second context
+    c = torch.randn(2, dtype=dtype)
+    assert_depends_on_context(t, torch.randn(6, 3, dtype=dtype), c, other_context=-c)
+
+
+def test_depends_on_context_rejects_a_transform_that_ignores_its_context(dtype):
+    t = _conditional_radial(_ZeroContextRadial, dtype)
+    x, c = torch.randn(6, 3, dtype=dtype), torch.randn(6, 2, dtype=dtype)
+    assert_bijective(t.condition(c), x)  # every other property still holds ...
+    assert_log_abs_det_jacobian(t.condition(c), x)
+    with pytest.raises(AssertionError, match=r"_ZeroContextRadial: f\(x; context\) does not"):
+        assert_depends_on_context(t, x, c)  # ... but the context is ignored
+    # a new (unperturbed) conditional layer ignores its context by construction
+    with pytest.raises(AssertionError, match="does not depend on the context"):
+        assert_depends_on_context(conditional_radial(3, 2).to(dtype), x, c)
+
+
+class _ForwardOnlyShift(ConditionalTransform):
+    """y = x + context (sum) forward; the inverse ignores the context (broken)."""
+
+    def __init__(self, use_context_in_inverse):
+        self.use = use_context_in_inverse
+
+    def condition(self, context):
+        shift = context.sum(-1, keepdim=True)
+        inv_shift = shift if self.use else torch.zeros_like(shift)
+
+        class _T(Transform):
+            bijective = True
+            domain = codomain = constraints.real_vector
+
+            def _call(self, x):
+                return x + shift
+
+            def _inverse(self, y):
+                return y - inv_shift
+
+            def log_abs_det_jacobian(self, x, y):
+                return torch.zeros(x.shape[:-1], dtype=x.dtype)
+
+        return _T()
+
+
+def test_depends_on_context_checks_the_inverse_too():
+    x, c = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    assert_depends_on_context(_ForwardOnlyShift(True), x, c)  # volume-preserving is fine
+    with pytest.raises(AssertionError, match=r"inv\(y; context\) does not depend"):
+        assert_depends_on_context(_ForwardOnlyShift(False), x, c)
+
+
+def test_depends_on_context_distributions_and_callables(dtype):
+    x = torch.randn(5, 3, dtype=dtype)
+    c = torch.randn(5, 2, dtype=dtype)
+
+    def normal(loc):
+        return td.Independent(td.Normal(loc, torch.ones_like(loc)), 1)
+
+    # a callable context -> distribution, as the models' call model(context)
+    uses = lambda ctx: normal(ctx.sum(-1, keepdim=True).expand(*ctx.shape[:-1], 3))
+    ignores = lambda ctx: normal(torch.zeros(*ctx.shape[:-1], 3, dtype=ctx.dtype))
+    assert_depends_on_context(uses, x, c)
+    with pytest.raises(AssertionError, match=r"log_prob\(x \| context\) does not depend"):
+        assert_depends_on_context(ignores, x, c)
+    # a Pyro ConditionalTransformedDistribution (.condition(context) -> Distribution)
+    t = _conditional_radial(ConditionalRadial, dtype)
+    base = normal(torch.zeros(3, dtype=dtype))
+    assert_depends_on_context(pyro_dist.ConditionalTransformedDistribution(base, [t]), x, c)
+    zero = _conditional_radial(_ZeroContextRadial, dtype)
+    with pytest.raises(AssertionError, match="log_prob"):
+        assert_depends_on_context(pyro_dist.ConditionalTransformedDistribution(base, [zero]), x, c)
+    # a callable context -> transform
+    assert_depends_on_context(t.condition, x, c)
+
+
+def test_depends_on_context_ignores_rounding_level_changes():
+    # a dependence of relative size 1e-12 is rounding noise in float64, not a dependence
+    x, c = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+
+    def tiny(ctx):
+        loc = 1 + 1e-12 * ctx.sum(-1, keepdim=True).expand(*ctx.shape[:-1], 3)
+        return td.Independent(td.Normal(loc, torch.ones_like(loc)), 1)
+
+    with pytest.raises(AssertionError, match="does not depend"):
+        assert_depends_on_context(tiny, x, c)
+
+
+def test_depends_on_context_one_batch_element_suffices():
+    # a correct network can be flat in the context at some points (dead ReLU units): one
+    # element that changes is enough, the others may not
+    x, c = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    only_first = torch.tensor([1.0, 0, 0, 0, 0], dtype=torch.float64)[:, None]
+
+    def dist(ctx):
+        loc = (only_first * ctx.sum(-1, keepdim=True)).expand(5, 3)
+        return td.Independent(td.Normal(loc, torch.ones_like(loc)), 1)
+
+    assert_depends_on_context(dist, x, c)
+
+
+def test_depends_on_context_bad_arguments():
+    t = _conditional_radial(ConditionalRadial, torch.float64)
+    x, c = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="other_context"):
+        assert_depends_on_context(t, x, c, other_context=c[:2])
+    with pytest.raises(ValueError, match="obj"):
+        assert_depends_on_context(object(), x, c)
+    with pytest.raises(ValueError, match="obj"):
+        assert_depends_on_context(lambda ctx: ctx, x, c)
 
 
 # --- autoregressive ------------------------------------------------------------------

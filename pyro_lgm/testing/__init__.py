@@ -20,6 +20,7 @@ from pyro_lgm.testing import strategies
 from pyro_lgm.testing.assertions import (
     assert_autoregressive,
     assert_bijective,
+    assert_depends_on_context,
     assert_inverse_log_det,
     assert_log_abs_det_jacobian,
     assert_normalized,
@@ -31,6 +32,7 @@ from pyro_lgm.testing.assertions import (
 __all__ = [
     "assert_autoregressive",
     "assert_bijective",
+    "assert_depends_on_context",
     "assert_inverse_log_det",
     "assert_log_abs_det_jacobian",
     "assert_normalized",

@@ -9,10 +9,16 @@ where (batch index, position) and by how much; it returns ``None`` when the prop
   :math:`\log|\det \partial f(x)/\partial x|` of the Jacobian built with
   :mod:`torch.autograd` on a float64 copy of the transform.
 * :func:`assert_inverse_log_det` - the inverse's log-det is the negative of the forward's.
+* :func:`assert_depends_on_context` - a conditional transform or distribution changes when
+  its context does.
 * :func:`assert_autoregressive` - output ``i`` has exactly zero gradient with respect to
   every input at or after ``i`` in the order, and optionally no blind spot.
 * :func:`assert_normalized` - a discrete distribution sums to one over its whole support;
   a continuous one in one or two dimensions integrates to one.
+
+Unless given, the tolerances of the first three are :func:`tolerance` of the input's dtype:
+:math:`\sqrt{\epsilon}` for ``atol`` and ``rtol`` (1.5e-8 in float64, 3.5e-4 in float32); the
+reasoning is in :func:`tolerance`'s docstring.
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ import weakref
 from collections.abc import Callable, Sequence
 
 import torch
+from pyro.distributions import ConditionalDistribution, ConditionalTransform
 from torch import nn
 from torch.distributions import Distribution, Transform, constraints
+from torch.distributions.transforms import ComposeTransform, _InverseTransform
 
 __all__ = [
     "assert_autoregressive",
     "assert_bijective",
+    "assert_depends_on_context",
     "assert_inverse_log_det",
     "assert_log_abs_det_jacobian",
     "assert_normalized",
@@ -38,25 +47,36 @@ __all__ = [
     "tolerance",
 ]
 
-_TOLERANCES = {
-    torch.float64: {"atol": 1e-8, "rtol": 1e-6},
-    torch.float32: {"atol": 1e-4, "rtol": 1e-4},
-    torch.float16: {"atol": 1e-2, "rtol": 1e-2},
-    torch.bfloat16: {"atol": 5e-2, "rtol": 5e-2},
-}
-
 
 def tolerance(dtype: torch.dtype) -> dict[str, float]:
-    """Default ``atol``/``rtol`` of the assertions for computations in ``dtype``.
+    r"""Default ``atol``/``rtol`` of the assertions for computations in ``dtype``.
+
+    Both are :math:`\sqrt{\epsilon}` of ``dtype`` (``torch.finfo(dtype).eps``): about
+    1.5e-8 in float64, 3.5e-4 in float32, 3.1e-2 in float16 and 8.8e-2 in bfloat16. A value
+    ``v`` passes against its reference ``r`` when :math:`|v - r| \le a + r_{tol} |r|`.
+
+    Why :math:`\sqrt{\epsilon}`: a correct computation in ``dtype`` is off by about
+    :math:`k\,\epsilon\,\kappa` (``k`` rounding steps, condition number :math:`\kappa`), so
+    the default lets a computation lose up to half of its significant digits to rounding and
+    conditioning (:math:`k \kappa \le 1/\sqrt{\epsilon}`, i.e. 6.7e7 in float64, 2.9e3 in
+    float32), while an error that is not rounding - a wrong constant or term, an inverse
+    that stops early - is far larger than :math:`\sqrt{\epsilon}` relative and fails. The
+    kit's own self-tests (``tests/test_testing_kit.py``) check that a log-det off by 1e-6
+    in float64 or a float64 inverse off by 1e-5 relative fail with these defaults; both pass
+    with tolerances 1000 times looser. A problem that is worse conditioned than
+    :math:`1/\sqrt{\epsilon}` (a planar flow near its invertibility boundary in float32)
+    needs an explicit tolerance derived from its conditioning, not a looser default.
 
     Example:
         >>> tolerance(torch.float64)
-        {'atol': 1e-08, 'rtol': 1e-06}
+        {'atol': 1.4901161193847656e-08, 'rtol': 1.4901161193847656e-08}
+        >>> round(tolerance(torch.float32)["rtol"], 6)
+        0.000345
     """
-    try:
-        return dict(_TOLERANCES[dtype])
-    except KeyError:
-        raise ValueError(f"dtype: expected a floating dtype, got {dtype}") from None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype: expected a floating dtype, got {dtype}")
+    root_eps = math.sqrt(torch.finfo(dtype).eps)
+    return {"atol": root_eps, "rtol": root_eps}
 
 
 def devices() -> list[torch.device]:
@@ -118,8 +138,23 @@ def _assert_close(
 
 
 def _clear_cache(t: object) -> None:
-    if isinstance(t, Transform) and hasattr(t, "_cached_x_y"):
+    """Drop every cached value of ``t`` (and of its parts, for inverses and compositions):
+    ``clear_cache()`` where the transform has one (the library's validated caches), torch's
+    ``_cached_x_y`` otherwise."""
+    if not isinstance(t, Transform):
+        return
+    clear = getattr(t, "clear_cache", None)
+    if callable(clear):
+        clear()
+    if hasattr(t, "_cached_x_y"):
         t._cached_x_y = None, None
+    inner = t.__dict__.get("_inv")
+    if isinstance(inner, weakref.ref):
+        inner = inner()
+    if isinstance(t, _InverseTransform) and inner is not None:
+        _clear_cache(inner)
+    for part in getattr(t, "parts", ()) if isinstance(t, ComposeTransform) else ():
+        _clear_cache(part)
 
 
 def _cast64(obj: object, memo: dict[int, object]) -> object:
@@ -169,6 +204,7 @@ def _cast64(obj: object, memo: dict[int, object]) -> object:
                 new.__dict__[k] = (None, None)
             else:
                 new.__dict__[k] = _cast64(v, memo)
+        _clear_cache(new)  # the copy's cache entries hold float32 tensors of the original
         return new
     return obj
 
@@ -208,7 +244,11 @@ def assert_bijective(
     Args:
         t: the transform.
         x: ``(*batch, *event)`` points in ``t.domain``.
-        atol, rtol: tolerances; default :func:`tolerance` of ``x.dtype``.
+        atol, rtol: tolerances; default :func:`tolerance` of ``x.dtype``
+            (:math:`\sqrt{\epsilon}`). The round trip of a well-conditioned map loses a few
+            ulps; an inverse whose Jacobian has condition number :math:`\kappa` loses
+            :math:`\kappa` ulps, so past :math:`\kappa \approx 1/\sqrt{\epsilon}` pass an
+            explicit tolerance.
 
     Example:
         >>> from torch.distributions import ExpTransform
@@ -270,8 +310,11 @@ def assert_log_abs_det_jacobian(
     Args:
         t: the transform; ``t.domain.event_dim`` decides what an event is.
         x: ``(*batch, *event)`` points in ``t.domain``.
-        atol, rtol: tolerances for ``t`` in ``x.dtype`` (the float64 copy is checked with
-            the float64 defaults unless ``x`` is float64 and tolerances are given).
+        atol, rtol: tolerances for ``t`` in ``x.dtype``; default :func:`tolerance` of
+            ``x.dtype`` (:math:`\sqrt{\epsilon}`). The float64 copy is always checked too,
+            with the float64 defaults (:math:`\sqrt{\epsilon_{64}} \approx 1.5\times10^{-8}`)
+            unless ``x`` is float64 and tolerances are given, so an error in the formula
+            shows at float64 precision even when ``x`` is float32.
 
     Example:
         >>> from torch.distributions import ExpTransform
@@ -332,6 +375,9 @@ def assert_inverse_log_det(
     Args:
         t: the transform.
         x: ``(*batch, *event)`` points in ``t.domain``.
+        atol, rtol: tolerances; default :func:`tolerance` of ``x.dtype``
+            (:math:`\sqrt{\epsilon}`). The inverse's log-det is evaluated at the computed
+            ``t.inv(y)``, so an inaccurate inverse shows here as well.
 
     Example:
         >>> from torch.distributions import ExpTransform
@@ -351,6 +397,146 @@ def assert_inverse_log_det(
         rtol,
         f"{type(t).__name__}: inv.log_abs_det_jacobian(y, x) != -log_abs_det_jacobian(x, y)",
     )
+
+
+def _conditioned(obj: object, context: torch.Tensor) -> object:
+    """What ``obj`` computes under ``context``: a Transform or a Distribution."""
+    if isinstance(obj, ConditionalTransform | ConditionalDistribution):
+        out = obj.condition(context)
+    elif callable(obj):
+        out = obj(context)
+    else:
+        raise ValueError(
+            "obj: expected a conditional transform or distribution (with .condition(context)) "
+            f"or a callable context -> Transform / Distribution, got {type(obj).__name__}"
+        )
+    if not isinstance(out, Transform | Distribution):
+        raise ValueError(
+            f"obj: conditioning on a context gave a {type(out).__name__}, expected a "
+            "torch.distributions.Transform or Distribution"
+        )
+    return out
+
+
+def _changed(
+    a: torch.Tensor, b: torch.Tensor, batch_dims: int, atol: float, rtol: float, what: str
+) -> tuple[bool, float]:
+    """Whether some batch element of ``a`` and ``b`` differs beyond the tolerance, and the
+    largest change."""
+    a, b = torch.broadcast_tensors(a.detach().to(torch.float64), b.detach().to(torch.float64))
+    for v in (a, b):
+        if not torch.isfinite(v).all():
+            raise AssertionError(f"{what}: non-finite value, cannot compare")
+    excess = (a - b).abs() - (atol + rtol * torch.maximum(a.abs(), b.abs()))
+    if excess.dim() > batch_dims:
+        excess = excess.flatten(batch_dims).amax(-1)
+    return bool((excess > 0).any()), float((a - b).abs().max()) if a.numel() else 0.0
+
+
+def assert_depends_on_context(
+    obj: object,
+    x: torch.Tensor,
+    context: torch.Tensor,
+    other_context: torch.Tensor | None = None,
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> None:
+    r"""Assert that changing the context changes what a conditional object computes.
+
+    ``obj`` is conditioned on ``context`` and on ``other_context`` (:math:`c`, :math:`c'`):
+
+    * a conditional transform (a Pyro ``ConditionalTransform``, e.g.
+      :class:`~pyro_lgm.transforms.ConditionalPlanar`: ``obj.condition(c)``) must give
+      :math:`f(x; c) \ne f(x; c')` and :math:`f^{-1}(y; c) \ne f^{-1}(y; c')` at
+      :math:`y = f(x; c)`;
+    * a conditional distribution (a Pyro ``ConditionalDistribution``:
+      ``obj.condition(c)``, or any callable ``obj(c)`` returning a Distribution, such as
+      ``pyro_lgm.models.NADE(..., context_dim=C)`` or a conditional
+      :class:`~pyro_lgm.models.Flow`) must give :math:`\log p(x \mid c) \ne \log p(x \mid c')`;
+    * a callable ``obj(c)`` returning a Transform is checked as a transform.
+
+    "Differ" means: for at least one batch element, some value changes by more than
+    ``atol + rtol * |value|`` (default :func:`tolerance` of the value's dtype,
+    :math:`\sqrt{\epsilon}`), so rounding noise never counts as a dependence. One element
+    suffices because a correct network can legitimately be flat in the context at some
+    points (e.g. ReLU units dead for both contexts); give a batch of several contexts (as
+    rows of ``context``) to make a false failure vanishingly unlikely. An object that
+    ignores its context - parameters computed from ``zeros_like(context)``, a context that
+    never reaches the network - changes nothing and fails.
+
+    ``obj`` must be deterministic apart from the context (build EoNADE orderings from a
+    seeded generator inside the callable). A newly built conditional transform or flow of
+    this library *does* ignore its context: its networks' last layers start at zero so that
+    it starts as the (near-)identity; perturb or train it first.
+
+    Args:
+        obj: the conditional transform / distribution, or a callable ``context -> object``.
+        x: ``(*batch, *event)`` points in the transform's domain or the distribution's
+            support.
+        context: ``(*context_batch, C)`` context; its batch broadcasts against ``x``'s.
+        other_context: the second context, same shape; default
+            ``context + N(0, I)`` drawn from a generator seeded with 0.
+        atol, rtol: the size of change that counts.
+
+    Example:
+        >>> from pyro_lgm.transforms import conditional_planar
+        >>> _ = torch.manual_seed(0)
+        >>> t = conditional_planar(3, context_dim=2, hidden_dims=[8])  # last layer: zero
+        >>> x, context = torch.randn(5, 3), torch.randn(5, 2)
+        >>> assert_depends_on_context(t, x, context)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        AssertionError: ConditionalPlanar: f(x; context) does not depend on the context: ...
+        >>> with torch.no_grad():
+        ...     _ = t.nn.layers[-1].weight.normal_()
+        >>> assert_depends_on_context(t, x, context)
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(context, torch.Tensor):
+        raise ValueError(
+            f"x, context: expected tensors, got {type(x).__name__}, {type(context).__name__}"
+        )
+    if other_context is None:
+        g = torch.Generator().manual_seed(0)
+        noise = torch.randn(context.shape, generator=g, dtype=torch.float64)
+        other_context = context + noise.to(dtype=context.dtype, device=context.device)
+    elif not isinstance(other_context, torch.Tensor) or other_context.shape != context.shape:
+        raise ValueError(
+            f"other_context: expected a tensor of the context's shape {tuple(context.shape)}, "
+            f"got {getattr(other_context, 'shape', type(other_context).__name__)}"
+        )
+    name = type(obj).__name__
+    first, second = _conditioned(obj, context), _conditioned(obj, other_context)
+    x = x.detach().clone()
+    if isinstance(first, Transform):
+        if not isinstance(second, Transform):
+            raise ValueError("obj: the two contexts gave a Transform and a Distribution")
+        ed_out = first.codomain.event_dim
+        with torch.no_grad():
+            y1 = first(x.clone())
+            y2 = second(x.clone())
+            x1 = first.inv(y1.clone())
+            x2 = second.inv(y1.clone())
+        checks = [
+            ("f(x; context)", y1, y2, y1.dim() - ed_out),
+            ("inv(y; context)", x1, x2, x1.dim() - first.domain.event_dim),
+        ]
+    else:
+        if not isinstance(second, Distribution):
+            raise ValueError("obj: the two contexts gave a Distribution and a Transform")
+        with torch.no_grad():
+            lp1, lp2 = first.log_prob(x), second.log_prob(x)
+        checks = [("log_prob(x | context)", lp1, lp2, lp1.dim())]
+    for what, a, b, batch_dims in checks:
+        a_tol, r_tol = _tol(a.dtype, atol, rtol)
+        changed, largest = _changed(a, b, batch_dims, a_tol, r_tol, f"{name}: {what}")
+        if not changed:
+            raise AssertionError(
+                f"{name}: {what} does not depend on the context: changing the context changed "
+                f"no batch element by more than atol={a_tol:.3g} + rtol={r_tol:.3g} * |value| "
+                f"(largest change {largest:.3e} over {int(math.prod(a.shape[:batch_dims]))} "
+                "batch elements)"
+            )
 
 
 def _order_ranks(order: Sequence[int] | torch.Tensor | None, d: int) -> torch.Tensor:

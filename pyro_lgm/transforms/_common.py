@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Transform
+from torch.distributions import Transform
 
+from pyro_lgm.errors import check_finite
 from pyro_lgm.nn.dense import DenseNN
 
 
@@ -34,12 +35,6 @@ class VectorParamTransform(Transform):
 
     def inverse_shape(self, shape: Sequence[int]) -> torch.Size:
         return self.forward_shape(shape)
-
-
-def _validation_enabled() -> bool:
-    # Follow the global switch of torch / Pyro (``pyro.enable_validation(False)`` turns the
-    # value checks off; shape, dtype and device checks are free and always on).
-    return bool(Distribution._validate_args)
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -69,7 +64,11 @@ def _check_vector_input(
     batch_shape: torch.Size,
     dim_name: str = "input_dim",
 ) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``x`` is a usable ``(..., dim)`` tensor."""
+    """Raise ``ValueError`` naming ``name`` unless ``x`` is a usable ``(..., dim)`` tensor.
+
+    Non-finite values raise :class:`~pyro_lgm.errors.NonFiniteValueError` (a ``ValueError``)
+    under validation, as everywhere in the library (:func:`pyro_lgm.errors.check_finite`).
+    """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 1 or x.shape[-1] != dim:
@@ -88,8 +87,7 @@ def _check_vector_input(
             f"{name}: batch shape {tuple(x.shape[:-1])} does not broadcast with the "
             f"parameters' batch shape {tuple(batch_shape)}"
         ) from None
-    if _validation_enabled() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    check_finite(name, x)  # under validation: NonFiniteValueError saying NaN / inf / -inf
 
 
 def _check_param_tensor(name: str, p: object, min_dim: int) -> torch.Tensor:
@@ -97,7 +95,7 @@ def _check_param_tensor(name: str, p: object, min_dim: int) -> torch.Tensor:
         raise ValueError(f"{name}: expected a floating-point torch.Tensor, got {p!r}")
     if p.dim() < min_dim:
         raise ValueError(f"{name}: expected at least {min_dim} dimension(s), got {p.dim()}")
-    return p
+    return check_finite(name, p)  # under validation, like every input
 
 
 # --------------------------------------------------------------------------------------------

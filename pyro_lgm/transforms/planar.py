@@ -30,6 +30,7 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from pyro_lgm.nn.dense import DenseNN
+from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._common import (
     VectorParamTransform,
     _check_context,
@@ -245,12 +246,18 @@ def planar_solve(
     return a
 
 
+def _wide_dtype(t: torch.Tensor) -> torch.dtype:
+    """The precision the planar inverse solves its scalar equation in: float64, except on
+    devices without it (Apple MPS), where the input's own dtype is kept."""
+    return t.dtype if t.device.type == "mps" else torch.float64
+
+
 def planar_inverse(
     y: torch.Tensor,
     u_hat: torch.Tensor,
     w: torch.Tensor,
     b: torch.Tensor,
-    c: torch.Tensor,
+    c: torch.Tensor | None = None,
     *,
     max_iter: int = 100,
 ) -> torch.Tensor:
@@ -264,26 +271,49 @@ def planar_inverse(
 
     solved by :func:`planar_solve`; then :math:`z = y - \hat u \tanh a`.
 
+    Accuracy: the scalar part - :math:`\kappa = w^\top y + b`, :math:`c = w^\top \hat u` and
+    the root :math:`a` - is computed in float64 whatever the dtype of ``y`` (on Apple MPS,
+    which has no float64, in ``y``'s dtype); only :math:`z = y - \hat u \tanh a` is
+    evaluated in ``y``'s dtype. The root's sensitivity to :math:`\kappa` and :math:`c` is
+    :math:`1/g'(a)`, :math:`g'(a) = 1 + c\,\mathrm{sech}^2 a`, which is large near the
+    invertibility boundary :math:`c \to -1`: in float32 the rounding of the dot products
+    (about :math:`\epsilon_{32} \sum_i |w_i y_i|`) and of the solver's own residual,
+    divided by :math:`g'(a)`, add errors of the same order as those the rounding of ``y``
+    itself causes, with no fixed ratio to them (up to 66 times the budget below, measured).
+    Computed in float64 these terms vanish, and the float32 inverse is
+    within :math:`\epsilon_{32}(2 \max_i|\hat u_i| + \max_i |z_i|)` of the exact inverse
+    of the same float32 ``y`` (``tests/test_planar_radial.py``). This costs one float64
+    pass over ``y`` plus scalar iterations per batch element.
+
     Args:
         y: ``(..., D)`` output of the forward map.
         u_hat, w: ``(..., D)``.
-        b, c: ``(...)``.
+        b: ``(...)``.
+        c: ``(...)`` :math:`w^\top \hat u`; default: computed from ``u_hat`` and ``w`` in
+            float64 (recommended: a ``c`` rounded to float32 moves the root by
+            :math:`\epsilon_{32} |w| |\hat u| / g'(a)`). A given ``c`` is used as is.
         max_iter: Newton / bisection iteration cap.
 
     Returns:
-        ``z`` of shape ``(..., D)``.
+        ``z`` of shape ``(..., D)``, in ``y``'s dtype.
 
     Example:
         >>> u_hat, c = planar_constrain(torch.tensor([0.3, -2.0]), torch.tensor([1.0, 1.0]))
         >>> z = torch.tensor([[0.2, -0.7]])
         >>> y = planar_forward(z, u_hat, torch.tensor([1.0, 1.0]), torch.tensor(0.1))
-        >>> zz = planar_inverse(y, u_hat, torch.tensor([1.0, 1.0]), torch.tensor(0.1), c)
+        >>> zz = planar_inverse(y, u_hat, torch.tensor([1.0, 1.0]), torch.tensor(0.1))
         >>> torch.allclose(zz, z, atol=1e-6)
         True
     """
-    kappa = (w * y).sum(-1) + b
-    a = planar_solve(kappa, c, max_iter=max_iter)
-    return y - u_hat * torch.tanh(a).unsqueeze(-1)
+    wide = _wide_dtype(y)
+    w_wide = w.to(wide)
+    kappa = (w_wide * y.to(wide)).sum(-1) + b.to(wide)
+    if c is None:
+        c_wide = (w_wide * u_hat.to(wide)).sum(-1).clamp_min(-1.0)
+    else:
+        c_wide = c.to(wide)
+    a = planar_solve(kappa, c_wide, max_iter=max_iter)
+    return y - u_hat * torch.tanh(a).to(y.dtype).unsqueeze(-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,8 +359,9 @@ class _PlanarBase(VectorParamTransform):
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         self._check("y", y)
-        u_hat, w, b, c = self._constrained()
-        return planar_inverse(y, u_hat, w, b, c, max_iter=self.max_iter)
+        u_hat, w, b, _ = self._constrained()
+        # c = w . u_hat is recomputed in float64 from the u_hat the forward map uses
+        return planar_inverse(y, u_hat, w, b, max_iter=self.max_iter)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._check("x", x)
@@ -338,7 +369,7 @@ class _PlanarBase(VectorParamTransform):
         return planar_log_abs_det_jacobian(x, w, b, c)
 
 
-class ConditionedPlanar(_PlanarBase):
+class ConditionedPlanar(CachedTransform, _PlanarBase):
     r"""A planar transform with given (possibly batched) raw parameters.
 
     .. math::
@@ -358,7 +389,9 @@ class ConditionedPlanar(_PlanarBase):
         u: ``(..., D)`` raw ``u``.
         w: ``(..., D)``.
         max_iter: iteration cap of the inverse's Newton / bisection solver.
-        cache_size: 0 or 1, as for any :class:`~torch.distributions.Transform`.
+        cache_size: 0 or 1 (default): with 1, the inverse of the last output returns the
+            input without a Newton solve, while none of ``bias``, ``u``, ``w`` changed (the
+            validated cache of :class:`~pyro_lgm.transforms._cached.CachedTransform`).
 
     The leading dims of the parameters are a batch shape that broadcasts against ``x``'s.
 
@@ -407,13 +440,18 @@ class ConditionedPlanar(_PlanarBase):
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self._params
 
+    def _cache_tensors(self) -> list[torch.Tensor]:
+        """The parameter tensors (plain tensors, not module parameters): the validated
+        cache serves a value only while none of them changed."""
+        return list(self._params)
+
     def with_cache(self, cache_size: int = 1) -> ConditionedPlanar:
         if cache_size == self._cache_size:
             return self
         return ConditionedPlanar(*self._params, max_iter=self.max_iter, cache_size=cache_size)
 
 
-class Planar(_PlanarBase, TransformModule):
+class Planar(CachedTransform, _PlanarBase, TransformModule):
     r"""A planar flow layer with learnable parameters (Rezende & Mohamed, 2015).
 
     .. math::
@@ -438,8 +476,9 @@ class Planar(_PlanarBase, TransformModule):
     Args:
         input_dim: size ``D`` of the event; inputs are ``(..., D)``.
         max_iter: iteration cap of the inverse's solver.
-        cache_size: 0 (default: parameters change during training, so a cache keyed on the
-            input tensor could go stale) or 1.
+        cache_size: 0 (default) or 1: with 1, ``t.inv(t(x))`` returns ``x`` without a
+            Newton solve, served only while no parameter changed (validated cache,
+            :class:`~pyro_lgm.transforms._cached.CachedTransform`).
 
     Example:
         >>> _ = torch.manual_seed(0)

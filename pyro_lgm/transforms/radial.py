@@ -19,6 +19,7 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from pyro_lgm.nn.dense import DenseNN
+from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._common import (
     VectorParamTransform,
     _check_context,
@@ -237,7 +238,7 @@ class _RadialBase(VectorParamTransform):
         return radial_log_abs_det_jacobian(x, z0, alpha, apb)
 
 
-class ConditionedRadial(_RadialBase):
+class ConditionedRadial(CachedTransform, _RadialBase):
     r"""A radial transform with given (possibly batched) raw parameters.
 
     .. math::
@@ -257,7 +258,9 @@ class ConditionedRadial(_RadialBase):
         x0: ``(..., D)`` reference point :math:`z_0`.
         alpha_prime: ``(...)`` raw :math:`\alpha'`.
         beta_prime: ``(...)`` raw :math:`\beta'`.
-        cache_size: 0 or 1.
+        cache_size: 0 or 1 (default): with 1, the inverse of the last output returns the
+            input, while none of the parameters changed (validated cache of
+            :class:`~pyro_lgm.transforms._cached.CachedTransform`).
 
     Example:
         >>> t = ConditionedRadial(torch.zeros(5, 3), torch.zeros(5), torch.ones(5))
@@ -295,13 +298,18 @@ class ConditionedRadial(_RadialBase):
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self._params
 
+    def _cache_tensors(self) -> list[torch.Tensor]:
+        """The parameter tensors (plain tensors, not module parameters): the validated
+        cache serves a value only while none of them changed."""
+        return list(self._params)
+
     def with_cache(self, cache_size: int = 1) -> ConditionedRadial:
         if cache_size == self._cache_size:
             return self
         return ConditionedRadial(*self._params, cache_size=cache_size)
 
 
-class Radial(_RadialBase, TransformModule):
+class Radial(CachedTransform, _RadialBase, TransformModule):
     r"""A radial flow layer with learnable parameters (Rezende & Mohamed, 2015).
 
     .. math::
@@ -326,7 +334,8 @@ class Radial(_RadialBase, TransformModule):
 
     Args:
         input_dim: size ``D`` of the event.
-        cache_size: 0 (default) or 1.
+        cache_size: 0 (default) or 1 (validated cache: the inverse of the last output
+            returns the input while no parameter changed).
 
     Example:
         >>> _ = torch.manual_seed(0)

@@ -5,10 +5,14 @@ Each module ``tests/cases/<family>.py`` declares module-level lists:
 * ``TRANSFORM_CASES: list[TransformCase]``
 * ``DISTRIBUTION_CASES: list[DistributionCase]``
 
+A case may carry ``context_checks: list[ContextCheck]``: conditional objects of its family
+on which the suite runs :func:`pyro_lgm.testing.assert_depends_on_context`.
+
 The generic suites (``tests/test_transform_properties.py``,
-``tests/test_distribution_properties.py``) run every case on every device and dtype, and
-``tests/test_registry.py`` checks that every exported Transform / Distribution class is
-covered by some case.
+``tests/test_distribution_properties.py``) run every case (and every context check) on every
+device and dtype, and ``tests/test_registry.py`` checks that every exported Transform /
+Distribution class is covered by some case, and that every exported *conditional* object
+(transform, distribution, model or builder) is covered by some context check.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 import torch
 from torch.distributions import Distribution, Transform
 
+from pyro_lgm.testing import strategies as lst
+
 # Hypothesis examples per test are set per test (cheap defaults for 2-core CI); the
 # "thorough" profile (HYPOTHESIS_PROFILE=thorough, see tests/conftest.py) multiplies them.
 EXAMPLE_SCALE = 20 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 1
@@ -35,6 +41,53 @@ def examples(n: int) -> int:
 
 # ``draw`` is Hypothesis' ``data.draw``: ``draw(strategy) -> value``.
 Draw = Callable[[Any], Any]
+
+# Rows of context in a context check: a correct network may be flat in its context at a few
+# points (ReLU units dead for both contexts), never at all of 8 random rows.
+CONTEXT_BATCH = 8
+
+
+@dataclass
+class ContextCheck:
+    """A conditional object on which the suite runs ``assert_depends_on_context``.
+
+    ``make(draw, dtype, device)`` returns ``(obj, x, context, other_context)`` as
+    :func:`pyro_lgm.testing.assert_depends_on_context` takes them: ``obj`` a conditional
+    transform module, a conditional distribution, or a callable ``context -> Transform /
+    Distribution`` (a model such as ``pyro_lgm.models.NADE(..., context_dim=C)`` or a
+    conditional ``Flow``), with networks *perturbed* away from their initialisation (last
+    layers start at zero, which ignores the context by design); ``context`` and
+    ``other_context`` hold ``CONTEXT_BATCH`` rows. ``covers`` lists the public conditional
+    objects (classes, builder functions) the check exercises; tests/test_registry.py requires
+    every conditional object the library exports to be in some check's ``covers``.
+    """
+
+    name: str
+    covers: tuple[object, ...]
+    make: Callable[[Draw, torch.dtype, torch.device], tuple[Any, torch.Tensor, Any, Any]]
+    max_examples: int = 5
+
+
+def draw_context_pair(draw: Draw, context_dim: int, dtype, device, batch: int = CONTEXT_BATCH):
+    """A ``(batch, context_dim)`` context and a second one that differs from it in every
+    entry (the first plus a drawn non-zero Gaussian tensor)."""
+    shape = (batch, context_dim)
+    first = draw(lst.tensors(shape, dtype=dtype, device=device), label="context")
+    step = draw(lst.tensors(shape, dtype=dtype, device=device), label="context change")
+    return first, first + step
+
+
+@torch.no_grad()
+def perturb_all(module: torch.nn.Module, seed: int, scale: float = 0.5) -> None:
+    """Random weights everywhere: ``N(0, scale^2 / fan_in)`` for matrices, ``N(0, (scale /
+    2)^2)`` added to vectors and scalars (last layers start at zero: the identity)."""
+    g = torch.Generator().manual_seed(seed)
+    for p in module.parameters():
+        noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p)
+        if p.dim() >= 2:
+            p.copy_(noise * (scale / p[0].numel() ** 0.5))
+        else:
+            p.add_(noise * (scale / 2))
 
 
 @dataclass
@@ -53,6 +106,7 @@ class TransformCase:
     # tolerance overrides keyed by dtype, e.g. {torch.float32: dict(atol=1e-4, rtol=1e-4)}
     tolerances: dict = field(default_factory=dict)
     max_examples: int = 10
+    context_checks: list[ContextCheck] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +129,7 @@ class DistributionCase:
     normalized_kwargs: dict = field(default_factory=dict)
     autoregressive: Callable | None = None
     max_examples: int = 5
+    context_checks: list[ContextCheck] = field(default_factory=list)
 
 
 def _modules():
@@ -97,12 +152,31 @@ def covered_classes() -> set[type]:
     return out
 
 
+def context_checks(cases: list) -> list[tuple[Any, ContextCheck]]:
+    """``(case, check)`` for every context check of ``cases``."""
+    return [(case, check) for case in cases for check in case.context_checks]
+
+
+def context_covered() -> set[object]:
+    """Every object some context check covers."""
+    out: set[object] = set()
+    for _, check in context_checks(all_transform_cases() + all_distribution_cases()):
+        out.update(check.covers)
+    return out
+
+
 __all__ = [
+    "CONTEXT_BATCH",
+    "ContextCheck",
     "Distribution",
     "DistributionCase",
     "Transform",
     "TransformCase",
     "all_distribution_cases",
     "all_transform_cases",
+    "context_checks",
+    "context_covered",
     "covered_classes",
+    "draw_context_pair",
+    "perturb_all",
 ]

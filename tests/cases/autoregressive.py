@@ -7,6 +7,7 @@ import math
 import torch
 from hypothesis import strategies as st
 
+from pyro_lgm.models import iaf, maf
 from pyro_lgm.nn import MADE
 from pyro_lgm.testing import strategies as lst
 from pyro_lgm.transforms import (
@@ -15,7 +16,7 @@ from pyro_lgm.transforms import (
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
-from tests.cases import TransformCase
+from tests.cases import CONTEXT_BATCH, ContextCheck, TransformCase, draw_context_pair, perturb_all
 
 
 def draw_order(draw, d: int):
@@ -86,6 +87,22 @@ def make_conditional(draw, dtype, device):
     return ct.condition(context), x
 
 
+def context_check(draw, dtype, device):
+    """A perturbed conditional layer, MAF or IAF on 8 contexts."""
+    d = draw(st.integers(1, 8), label="D")
+    c = draw(st.integers(1, 4), label="context_dim")
+    kind = draw(st.sampled_from(["layer", "maf", "iaf"]), label="object")
+    if kind == "layer":
+        module = conditional_affine_autoregressive(d, c, **draw_made_kwargs(draw, d))
+    else:
+        hidden = [draw(st.integers(1, 3 * d + 2), label="width")]
+        module = (maf if kind == "maf" else iaf)(d, hidden, num_layers=2, context_dim=c)
+    perturb_all(module, draw(lst.seeds(), label="weights seed"))
+    module = module.to(dtype=dtype, device=device)
+    x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device), label="x")
+    return (module, x, *draw_context_pair(draw, c, dtype, device))
+
+
 TRANSFORM_CASES = [
     TransformCase(
         name="affine_autoregressive",
@@ -98,5 +115,18 @@ TRANSFORM_CASES = [
         covers=(ConditionalAffineAutoregressive, AffineAutoregressive),
         make=make_conditional,
         max_examples=10,
+        context_checks=[
+            ContextCheck(
+                "layer_maf_iaf",
+                (
+                    ConditionalAffineAutoregressive,
+                    AffineAutoregressive,
+                    conditional_affine_autoregressive,
+                    maf,
+                    iaf,
+                ),
+                context_check,
+            )
+        ],
     ),
 ]

@@ -8,6 +8,7 @@ import math
 import torch
 from hypothesis import strategies as st
 
+from pyro_lgm.models import realnvp
 from pyro_lgm.testing import strategies as lst
 from pyro_lgm.transforms import (
     ActNorm,
@@ -23,7 +24,7 @@ from pyro_lgm.transforms import (
     conditional_additive_coupling,
     conditional_affine_coupling,
 )
-from tests.cases import TransformCase
+from tests.cases import CONTEXT_BATCH, ContextCheck, TransformCase, draw_context_pair, perturb_all
 
 
 def draw_mask(draw, d: int):
@@ -140,6 +141,26 @@ def make_reverse(draw, dtype, device):
     return Reverse(d).to(device=device), draw_x(draw, d, dtype, device)
 
 
+def _context_check(helper):
+    """A perturbed conditional coupling layer, or a conditional RealNVP, on 8 contexts."""
+
+    def make(draw, dtype, device):
+        d = draw(st.integers(2, 8), label="D")
+        c = draw(st.integers(1, 4), label="context_dim")
+        hidden = [draw(st.integers(4, 16), label="hidden")]
+        if helper is realnvp:
+            module = realnvp(d, num_layers=2, hidden_dims=hidden, context_dim=c)
+        else:
+            invert = draw(st.booleans(), label="invert")
+            module = helper(d, c, hidden, draw_mask(draw, d), invert)
+        perturb_all(module, draw(lst.seeds(), label="weights seed"))
+        module = module.to(dtype=dtype, device=device)
+        x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device), label="x")
+        return (module, x, *draw_context_pair(draw, c, dtype, device))
+
+    return make
+
+
 TRANSFORM_CASES = [
     TransformCase(
         "additive_coupling",
@@ -153,11 +174,26 @@ TRANSFORM_CASES = [
         "conditional_additive_coupling",
         (ConditionalAdditiveCoupling, AdditiveCoupling),
         _make_conditional(conditional_additive_coupling, ConditionalAdditiveCoupling),
+        context_checks=[
+            ContextCheck(
+                "layer",
+                (ConditionalAdditiveCoupling, conditional_additive_coupling),
+                _context_check(conditional_additive_coupling),
+            )
+        ],
     ),
     TransformCase(
         "conditional_affine_coupling",
         (ConditionalAffineCoupling, AffineCoupling),
         _make_conditional(conditional_affine_coupling, ConditionalAffineCoupling),
+        context_checks=[
+            ContextCheck(
+                "layer",
+                (ConditionalAffineCoupling, conditional_affine_coupling),
+                _context_check(conditional_affine_coupling),
+            ),
+            ContextCheck("realnvp", (realnvp,), _context_check(realnvp)),
+        ],
     ),
     TransformCase("diagonal_scale", (DiagonalScale,), make_diagonal_scale),
     TransformCase("actnorm", (ActNorm,), make_actnorm),

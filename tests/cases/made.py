@@ -9,7 +9,7 @@ from torch import nn
 from pyro_lgm import distributions as ld
 from pyro_lgm import models as lm
 from pyro_lgm.testing import strategies as lst
-from tests.cases import DistributionCase
+from tests.cases import CONTEXT_BATCH, ContextCheck, DistributionCase, draw_context_pair
 
 _B = 8  # batch of the autoregressive checks: x is (B, D), a context (B, C)
 
@@ -151,12 +151,43 @@ def mog_autoregressive(draw, dtype, device):
     return fn, x, dist.order, {}
 
 
+def made_context(draw, dtype, device):
+    """A conditional MADE model (Bernoulli, categorical or mixture of Gaussians) whose
+    context enters its first layer."""
+    d = draw(st.integers(1, 6))
+    kind = draw(st.sampled_from(["bernoulli", "categorical", "mog"]))
+    k = draw(st.integers(2, 4))
+    kw = {"categorical": dict(num_classes=k), "mog": dict(num_components=k)}.get(kind, {})
+    model = lm.MADE(
+        d,
+        hidden_dims=tuple(draw(st.integers(1, 10)) for _ in range(draw(st.integers(0, 2)))),
+        conditional=kind,
+        context_dim=3,
+        skip_connections=draw(st.booleans()),
+        seed=draw(lst.seeds()),
+        **kw,
+    )
+    with torch.no_grad():  # the output layer starts at zero: the context would not show
+        g = _gen(draw)
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p))
+    model = model.to(dtype=dtype, device=device)
+    g = _gen(draw)
+    if kind == "mog":
+        x = torch.randn(CONTEXT_BATCH, d, generator=g, dtype=torch.float64)
+    else:
+        x = torch.randint(k if kind == "categorical" else 2, (CONTEXT_BATCH, d), generator=g)
+    x = x.to(dtype=dtype, device=device)
+    return (model, x, *draw_context_pair(draw, 3, dtype, device))
+
+
 DISTRIBUTION_CASES = [
     DistributionCase(
         name="made_bernoulli",
         covers=(ld.MADE,),
         make=make_bernoulli,
         autoregressive=_discrete_ar("bernoulli"),
+        context_checks=[ContextCheck("model", (ld.MADE, lm.MADE), made_context)],
     ),
     DistributionCase(
         name="made_categorical",

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from pyro_lgm import distributions as ld
 from pyro_lgm import models as lm
 from pyro_lgm.testing import strategies as lst
-from tests.cases import DistributionCase
+from tests.cases import CONTEXT_BATCH, ContextCheck, DistributionCase, draw_context_pair
 
 
 def _gen(draw):
@@ -186,12 +186,73 @@ def make_eonade(draw, dtype, device):
     return _maybe_expand(draw, dist)
 
 
+# ----------------------------------------------------------------- context checks
+_C = 2  # context size of the context checks
+
+
+def _x_binary(draw, d, dtype, device):
+    return draw(lst.binary_tensors((CONTEXT_BATCH, d), dtype, device))
+
+
+def nade_context(draw, dtype, device):
+    d = draw(st.integers(1, 8))
+    model = lm.NADE(
+        d,
+        hidden=draw(st.integers(1, 8)),
+        activation=draw(st.sampled_from(["sigmoid", "relu"])),
+        context_dim=_C,
+        seed=draw(lst.seeds()),
+    )
+    _perturb(model, _gen(draw), 0.5)
+    model = model.to(dtype=dtype, device=device)
+    return (model, _x_binary(draw, d, dtype, device), *draw_context_pair(draw, _C, dtype, device))
+
+
+def rnade_context(draw, dtype, device):
+    d = draw(st.integers(1, 6))
+    model = lm.RNADE(
+        d,
+        hidden=draw(st.integers(1, 4)),
+        num_components=draw(st.integers(1, 3)),
+        activation=draw(st.sampled_from(["sigmoid", "relu"])),
+        context_dim=_C,
+        seed=draw(lst.seeds()),
+    )
+    _perturb(model, _gen(draw), 0.5)
+    model = model.to(dtype=dtype, device=device)
+    x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device))
+    return (model, x, *draw_context_pair(draw, _C, dtype, device))
+
+
+def deepnade_context(draw, dtype, device):
+    """A DeepNADE with a fixed order, or an EoNADE ensemble whose orderings come from a
+    seeded generator (the same for both contexts)."""
+    d = draw(st.integers(1, 8))
+    model = lm.DeepNADE(
+        d,
+        hidden_dims=(draw(st.integers(2, 8)),) * draw(st.integers(1, 2)),
+        activation=draw(st.sampled_from(["relu", "tanh", "sigmoid"])),
+        context_dim=_C,
+        seed=draw(lst.seeds()),
+    )
+    _perturb(model, _gen(draw), 0.3)
+    model = model.to(dtype=dtype, device=device)
+    if draw(st.booleans()):
+        order = _perm(draw, d)
+        obj = lambda c: model(c, order=order)
+    else:
+        k, seed = draw(st.integers(1, 3)), draw(lst.seeds())
+        obj = lambda c: model.ensemble(k, c, torch.Generator().manual_seed(seed))
+    return (obj, _x_binary(draw, d, dtype, device), *draw_context_pair(draw, _C, dtype, device))
+
+
 DISTRIBUTION_CASES = [
     DistributionCase(
         name="nade",
         covers=(ld.NADE,),
         make=make_nade,
         autoregressive=nade_autoregressive,
+        context_checks=[ContextCheck("model", (ld.NADE, lm.NADE), nade_context)],
     ),
     DistributionCase(
         name="rnade_1d",
@@ -199,6 +260,7 @@ DISTRIBUTION_CASES = [
         make=make_rnade_1d,
         normalized_kwargs=dict(bounds=[(-12.0, 12.0)], num_points=2001),
         autoregressive=rnade_autoregressive,
+        context_checks=[ContextCheck("model", (ld.RNADE, lm.RNADE), rnade_context)],
     ),
     DistributionCase(
         name="rnade_2d",
@@ -221,6 +283,9 @@ DISTRIBUTION_CASES = [
         covers=(ld.DeepNADE,),
         make=make_deepnade,
         autoregressive=deepnade_autoregressive,
+        context_checks=[
+            ContextCheck("model", (ld.DeepNADE, ld.EoNADE, lm.DeepNADE), deepnade_context)
+        ],
     ),
     DistributionCase(
         name="eonade_ensemble",

@@ -8,7 +8,8 @@ Near the planar boundary the inverse is ill-conditioned: along ``w``, ``dz/dy`` 
 ``inv(f(x))`` away from ``x`` by up to ``eps |y| / margin``, and the log-det evaluated at that
 point (``assert_inverse_log_det``) moves by up to ``eps |y| / margin^1.5`` (its slope in
 ``a = w.x + b`` peaks at ``1/sqrt(margin)``). These are properties of the problem, not of the
-solver (which lands within a small factor of a float64 solve of the same float32 ``y``). The
+solver (which solves the scalar equation in float64 and so lands within a few float32 roundings
+of the exact inverse of the same float32 ``y``, see tests/test_planar_radial.py). The
 cases therefore draw margins whose bound the defaults or a stated tolerance cover:
 ``[1e-4, 1e-2]`` in float64 (bound ~2e-9 < default atol 1e-8) and ``[1e-2, 1e-1]`` in float32
 (bound ~1e-3, tolerance below). Margins down to 1e-9 in float64 and 1e-3 in float32 are
@@ -22,6 +23,7 @@ import math
 import torch
 from hypothesis import strategies as st
 
+from pyro_lgm.models import Flow, conditional_planar_flow, conditional_radial_flow
 from pyro_lgm.testing import strategies as lst
 from pyro_lgm.transforms import (
     ConditionalPlanar,
@@ -33,7 +35,7 @@ from pyro_lgm.transforms import (
     conditional_planar,
     conditional_radial,
 )
-from tests.cases import TransformCase
+from tests.cases import CONTEXT_BATCH, ContextCheck, TransformCase, draw_context_pair, perturb_all
 
 # float32: bound eps (1.2e-7) * |y| (<~ 8) / margin^1.5 (margin >= 1e-2) ~ 1e-3 (see above);
 # over 1000 drawn examples the largest err - 1e-4 |ref| was 4.3e-5 (inverse log-det).
@@ -184,6 +186,36 @@ def make_conditioned_radial(draw, dtype, device):
     return t, x
 
 
+def context_check(helper, flow_builder):
+    """A conditional layer or a conditional flow of that layer, perturbed, on 8 contexts."""
+
+    def make(draw, dtype, device):
+        d = draw(st.integers(1, 8), label="D")
+        c = draw(st.integers(1, 4), label="context_dim")
+        hidden = [draw(st.integers(4, 16), label="hidden")]
+        if draw(st.booleans(), label="whole flow"):
+            module = flow_builder(d, c, num_layers=draw(st.integers(1, 3)), hidden_dims=hidden)
+        else:
+            module = helper(d, c, hidden)
+        perturb_all(module, draw(lst.seeds(), label="weights seed"))
+        module = module.to(dtype=dtype, device=device)
+        x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device), label="x")
+        return (module, x, *draw_context_pair(draw, c, dtype, device))
+
+    return make
+
+
+_PLANAR_CONTEXT = ContextCheck(
+    "planar_layer_or_flow",
+    (ConditionalPlanar, conditional_planar, conditional_planar_flow, Flow),
+    context_check(conditional_planar, conditional_planar_flow),
+)
+_RADIAL_CONTEXT = ContextCheck(
+    "radial_layer_or_flow",
+    (ConditionalRadial, conditional_radial, conditional_radial_flow, Flow),
+    context_check(conditional_radial, conditional_radial_flow),
+)
+
 TRANSFORM_CASES = [
     TransformCase("planar", (Planar,), make_planar(near=False)),
     TransformCase(
@@ -199,6 +231,7 @@ TRANSFORM_CASES = [
         "conditional_planar",
         (ConditionalPlanar, ConditionedPlanar),
         make_conditional(conditional_planar, ConditionalPlanar, 0.5),
+        context_checks=[_PLANAR_CONTEXT],
     ),
     TransformCase("radial", (Radial,), make_radial),
     TransformCase("conditioned_radial", (ConditionedRadial,), make_conditioned_radial),
@@ -206,5 +239,6 @@ TRANSFORM_CASES = [
         "conditional_radial",
         (ConditionalRadial, ConditionedRadial),
         make_conditional(conditional_radial, ConditionalRadial, 0.5),
+        context_checks=[_RADIAL_CONTEXT],
     ),
 ]
