@@ -572,3 +572,98 @@ def test_bad_data_and_model():
         fit(AffineFlow(), torch.zeros(4), loss="elbo", steps=1)
     with pytest.raises(ValueError, match="loss: expected a scalar"):
         fit(AffineFlow(), torch.zeros(4, 2), loss=lambda m, x: m.loc * x, steps=1, progress=False)
+
+
+class _NonFiniteLogProbAt(nn.Module):
+    """An ``AffineFlow`` whose log-density gets a constant ``value`` added at training step ``at``.
+
+    The constant carries no gradient: the loss is non-finite while every gradient is finite,
+    so only the loss guard of ``fit`` can stop the run.
+    """
+
+    def __init__(self, at, value):
+        super().__init__()
+        self.flow, self.at, self.value, self.calls = AffineFlow(), at, value, 0
+
+    def forward(self, context=None):
+        q = self.flow(context)
+        if torch.is_grad_enabled():  # count training steps, not evaluations
+            self.calls += 1
+        if self.calls != self.at:
+            return q
+        value = self.value
+
+        class Shifted:
+            def log_prob(self, x):
+                return q.log_prob(x) + value
+
+        return Shifted()
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_mle_loss_guard_alone_stops_a_non_finite_loss_with_finite_gradients(tmp_path, value):
+    m = _NonFiniteLogProbAt(at=3, value=value)
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(TrainingDivergedError, match=r"step 3: the loss is (nan|-inf)$") as info:
+        fit(
+            m,
+            _gaussian_data(64),
+            steps=6,
+            batch_size=8,
+            checkpoint=ckpt,
+            checkpoint_every=1,
+            progress=False,
+        )
+    assert info.value.step == 3 and m.calls == 3
+    assert load_checkpoint(ckpt)["step"] == 2
+
+
+class _NonFiniteFactorAt(PyroModule):
+    """``NormalMean`` plus ``pyro.factor(value)`` at training step ``at``: a constant term of
+    the ELBO, so the loss is non-finite while the gradients stay finite."""
+
+    def __init__(self, at, value):
+        super().__init__()
+        self.inner, self.at, self.value, self.calls = NormalMean(), at, value, 0
+
+    def model(self, x):
+        self.inner.model(x)
+        if torch.is_grad_enabled():
+            self.calls += 1
+        if self.calls == self.at:
+            with pyro.validation_enabled(False):  # a NaN factor is otherwise rejected
+                pyro.factor("poison", torch.tensor(self.value))
+
+    def guide(self, x):
+        self.inner.guide(x)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+@pytest.mark.parametrize("value", [math.nan, -math.inf])
+def test_elbo_loss_guard_stops_a_non_finite_elbo(value):
+    pyro.clear_param_store()
+    m = _NonFiniteFactorAt(at=4, value=value)
+    x = torch.randn(20, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingDivergedError, match=r"step 4: the loss is (nan|inf)$") as info:
+        fit(m, x, loss="elbo", steps=8, batch_size=20, lr=0.01, seed=0, progress=False)
+    assert info.value.step == 4 and m.calls == 4
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+@pytest.mark.parametrize("value", [math.nan, -math.inf])
+def test_svi_loss_guard_stops_a_non_finite_loss(value):
+    calls = {"n": 0}
+
+    def model(x):
+        _svi_model(x)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            with pyro.validation_enabled(False):  # a NaN factor is otherwise rejected
+                pyro.factor("poison", torch.tensor(value))
+
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(model, _svi_guide, pyro.optim.Adam({"lr": 0.03}), pyro.infer.Trace_ELBO())
+    x = torch.randn(40, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingDivergedError, match=r"step 5: the loss is (nan|inf)$") as info:
+        fit(None, x, svi=svi, steps=9, batch_size=40, seed=0, progress=False)
+    assert info.value.step == 5 and calls["n"] == 5
