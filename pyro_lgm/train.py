@@ -12,10 +12,11 @@ r"""One training loop for maximum likelihood and for Pyro's stochastic variation
 * or it drives a ready :class:`pyro.infer.SVI` (``svi=...``) with Pyro's own optimizer.
 
 It shows a ``tqdm`` progress bar (only on a terminal), evaluates periodically, stops with
-:class:`TrainingDivergedError` at the first non-finite loss or gradient (naming the step),
-writes atomic, resumable checkpoints (model, optimizer, step, RNG states, data position and
-history; never one holding non-finite values) and, when launched by ``torchrun`` with
-``WORLD_SIZE > 1``, trains with ``DistributedDataParallel`` (rank 0 writes checkpoints).
+:class:`TrainingDivergedError` at the first non-finite loss or gradient, or when a layer meets
+the non-finite output of the layer before it (naming the step), writes atomic, resumable
+checkpoints (model, optimizer, step, RNG states, data position and history; never one holding
+non-finite values) and, when launched by ``torchrun`` with ``WORLD_SIZE > 1``, trains with
+``DistributedDataParallel`` (rank 0 writes checkpoints).
 
 Example:
     >>> import torch
@@ -54,6 +55,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from pyro_lgm.errors import NonFiniteValueError, check_finite
 
 __all__ = [
     "FitResult",
@@ -330,6 +333,14 @@ def _to_device(batch: tuple[Any, ...], device: torch.device | None) -> tuple[Any
     if device is None:
         return batch
     return tuple(b.to(device) if isinstance(b, torch.Tensor) else b for b in batch)
+
+
+def _check_batch(name: str, batch: tuple[Any, ...]) -> None:
+    """Raise :class:`~pyro_lgm.errors.NonFiniteValueError` (a ``ValueError``) naming ``name``
+    if a tensor of ``batch`` holds NaN or inf (checked whatever the validation switch says)."""
+    for t in batch:
+        if isinstance(t, torch.Tensor):
+            check_finite(name, t, always=True)
 
 
 # -------------------------------------------------------------------------------- losses
@@ -711,17 +722,30 @@ class _Run:
                 for b in self._eval_batches():
                     b = _to_device(b, self.device)
                     size = b[0].shape[0] if isinstance(b[0], torch.Tensor) and b[0].dim() else 1
-                    if self.svi is not None:
-                        value = float(self.svi.evaluate_loss(*b))
-                    else:
-                        assert self.loss_fn is not None
-                        value = float(self.loss_fn(self.train_model, *b))
+                    value = self._eval_loss(b)
                     total += value * size
                     count += size
         finally:
             if model is not None:
                 model.train(was_training)
         return total / max(count, 1)
+
+    def _eval_loss(self, batch: tuple[Any, ...]) -> float:
+        """The loss of one evaluation batch; a non-finite batch is the user's error."""
+        try:
+            if self.svi is not None:
+                value = float(self.svi.evaluate_loss(*batch))
+            else:
+                assert self.loss_fn is not None
+                value = float(self.loss_fn(self.train_model, *batch))
+        except NonFiniteValueError as e:
+            _check_batch("eval_data", batch)
+            raise TrainingDivergedError(
+                self.step, f"evaluating the model met non-finite values ({e})"
+            ) from e
+        if not math.isfinite(value):
+            _check_batch("eval_data", batch)
+        return value
 
     def record_eval(self) -> None:
         """Evaluate now; append to the history and update the best evaluation."""
@@ -734,11 +758,19 @@ class _Run:
 
     # ----------------------------------------------------------------- optimization
 
+    def _diverged(self, batch: tuple[Any, ...], what: str) -> TrainingDivergedError:
+        """The error for a non-finite loss, unless the batch itself is not finite."""
+        _check_batch("data", batch)
+        return TrainingDivergedError(self.step, what)
+
     def _svi_step(self, batch: tuple[Any, ...]) -> float:
         assert self.svi is not None
-        value = float(self.svi.step(*batch))
+        try:
+            value = float(self.svi.step(*batch))
+        except NonFiniteValueError as e:
+            raise self._diverged(batch, f"the model met non-finite values ({e})") from e
         if not math.isfinite(value):
-            raise TrainingDivergedError(self.step, f"the loss is {value}")
+            raise self._diverged(batch, f"the loss is {value}")
         return value
 
     def _torch_step(self, batch: tuple[Any, ...]) -> float:
@@ -746,7 +778,10 @@ class _Run:
         assert self.opt is not None and self.loss_fn is not None
         step = self.step
         self.opt.zero_grad(set_to_none=True)
-        loss_t = self.loss_fn(self.train_model, *batch)
+        try:
+            loss_t = self.loss_fn(self.train_model, *batch)
+        except NonFiniteValueError as e:  # a layer got the non-finite output of the one before
+            raise self._diverged(batch, f"the model met non-finite values ({e})") from e
         if not isinstance(loss_t, torch.Tensor) or loss_t.numel() != 1:
             raise ValueError(
                 f"loss: expected a scalar tensor from the loss, got "
@@ -754,7 +789,7 @@ class _Run:
             )
         value = float(loss_t.detach())
         if not math.isfinite(value):
-            raise TrainingDivergedError(step, f"the loss is {value}")
+            raise self._diverged(batch, f"the loss is {value}")
         loss_t.backward()
         norm = _grad_norm_and_clip(self.params, self.clip_grad_norm)
         if not math.isfinite(norm):
@@ -912,9 +947,14 @@ def fit(
         :class:`FitResult` with the loss history.
 
     Raises:
-        TrainingDivergedError: (a ``FloatingPointError``) at the first NaN/inf loss or
-            gradient norm, naming the step; no checkpoint with non-finite values is written.
-        ValueError: on bad arguments.
+        TrainingDivergedError: (a ``FloatingPointError``) at the first NaN/inf loss,
+            gradient norm or parameter, or when a layer of the model raises
+            :class:`~pyro_lgm.errors.NonFiniteValueError` on a finite batch (the error is
+            chained from it), naming the step; no checkpoint with non-finite values is
+            written.
+        ValueError: on bad arguments; :class:`~pyro_lgm.errors.NonFiniteValueError` naming
+            ``data`` (or ``eval_data``) when the loss is non-finite, or a layer rejects its
+            input, because the batch itself holds NaN or inf.
 
     Example:
         >>> import torch

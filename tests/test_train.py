@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from pyro_lgm import train
+from pyro_lgm.errors import NonFiniteValueError, check_finite
 from pyro_lgm.models import Flow, maf
 from pyro_lgm.train import FitResult, TrainingDivergedError, fit, load_checkpoint, save_checkpoint
 
@@ -667,3 +668,100 @@ def test_svi_loss_guard_stops_a_non_finite_loss(value):
     with pytest.raises(TrainingDivergedError, match=r"step 5: the loss is (nan|inf)$") as info:
         fit(None, x, svi=svi, steps=9, batch_size=40, seed=0, progress=False)
     assert info.value.step == 5 and calls["n"] == 5
+
+
+class _LayerFailsAt(nn.Module):
+    """An ``AffineFlow`` whose inner layer raises ``NonFiniteValueError`` at training step
+    ``at`` (or at evaluation number ``eval_at``), as a transform checking its input does when
+    the layer before it produced NaN. Its own input check names ``x``, like a transform's."""
+
+    def __init__(self, at=None, eval_at=None):
+        super().__init__()
+        self.flow, self.at, self.eval_at = AffineFlow(), at, eval_at
+        self.calls, self.evals = 0, 0
+
+    def forward(self, context=None):
+        q = self.flow(context)
+        if torch.is_grad_enabled():
+            self.calls += 1
+        else:
+            self.evals += 1
+        fail = self.calls == self.at if torch.is_grad_enabled() else self.evals == self.eval_at
+
+        class Checked:
+            def log_prob(self, x):
+                check_finite("x", x)
+                if fail:
+                    raise NonFiniteValueError("x: expected finite values, got NaN")
+                return q.log_prob(x)
+
+        return Checked()
+
+
+def test_a_layer_meeting_non_finite_values_is_a_divergence_chained_from_it(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(TrainingDivergedError, match="step 3: .*got NaN") as info:
+        fit(
+            _LayerFailsAt(at=3),
+            _gaussian_data(64),
+            steps=6,
+            batch_size=8,
+            checkpoint=ckpt,
+            checkpoint_every=1,
+            progress=False,
+        )
+    assert info.value.step == 3 and not isinstance(info.value, ValueError)
+    assert isinstance(info.value.__cause__, NonFiniteValueError)
+    assert load_checkpoint(ckpt)["step"] == 2
+
+
+def test_a_layer_meeting_non_finite_values_during_evaluation_is_a_divergence():
+    with pytest.raises(TrainingDivergedError, match="step 4: .*got NaN") as info:
+        fit(
+            _LayerFailsAt(eval_at=2),
+            _gaussian_data(64),
+            steps=6,
+            batch_size=8,
+            eval_data=_gaussian_data(16, seed=1),
+            eval_every=2,
+            progress=False,
+        )
+    assert info.value.step == 4 and isinstance(info.value.__cause__, NonFiniteValueError)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_batch_is_a_value_error_naming_data_not_a_divergence(validate, bad):
+    x = _gaussian_data(64)
+    x[37, 1] = bad  # in the 2nd batch of 32 of the shuffled data, or the 1st
+    with pyro.validation_enabled(validate), pytest.raises(ValueError, match="^data") as info:
+        fit(_LayerFailsAt(), x, steps=4, batch_size=32, seed=0, progress=False)
+    assert not isinstance(info.value, TrainingDivergedError)
+    assert ("NaN" if math.isnan(bad) else "inf") in str(info.value)
+    with pyro.validation_enabled(validate), pytest.raises(ValueError, match="^eval_data"):
+        fit(_LayerFailsAt(), x[:8], eval_data=x, steps=1, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_svi_model_meeting_non_finite_values_is_a_divergence():
+    calls = {"n": 0}
+
+    def model(x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise NonFiniteValueError("x: expected finite values, got inf")
+        _svi_model(x)
+
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(model, _svi_guide, pyro.optim.Adam({"lr": 0.03}), pyro.infer.Trace_ELBO())
+    x = torch.randn(40, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingDivergedError, match="step 3: .*got inf") as info:
+        fit(None, x, svi=svi, steps=5, batch_size=40, seed=0, progress=False)
+    assert isinstance(info.value.__cause__, NonFiniteValueError)
+    x[3] = math.nan
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(
+        _svi_model, _svi_guide, pyro.optim.Adam({"lr": 0.03}), pyro.infer.Trace_ELBO()
+    )
+    with pyro.validation_enabled(False), pytest.raises(ValueError, match="^data"):
+        fit(None, x, svi=svi, steps=5, batch_size=40, seed=0, progress=False)
