@@ -765,3 +765,38 @@ def test_svi_model_meeting_non_finite_values_is_a_divergence():
     )
     with pyro.validation_enabled(False), pytest.raises(ValueError, match="^data"):
         fit(None, x, svi=svi, steps=5, batch_size=40, seed=0, progress=False)
+
+
+def test_progress_lines_without_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(train, "PROGRESS_INTERVAL", 0.0)  # a line after every step
+    x, ev = _gaussian_data(32), _gaussian_data(16, seed=1)
+    r = fit(AffineFlow(), x, steps=4, batch_size=8, eval_data=ev, eval_every=2, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4
+    for step, line in enumerate(lines, 1):
+        assert line.startswith(f"fit: step {step}/4 ({25 * step}%), ")
+        assert f"loss {r.train_loss[step - 1]:.4g}" in line and "steps/s" in line
+    assert "eval" not in lines[0]
+    assert f"eval loss {r.eval_loss[0]:.4g} (step 2)" in lines[1] + lines[2]
+    assert f"eval loss {r.eval_loss[1]:.4g} (step 4)" in lines[3]
+    fit(AffineFlow(), x, steps=4, batch_size=8, progress=False)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: the bar only
+    fit(AffineFlow(), x, steps=4, batch_size=8, progress=True)
+    err = capsys.readouterr().err
+    assert "4/4" in err and "fit: step" not in err
+
+
+def test_progress_lines_every_interval_and_a_last_one(capsys, monkeypatch):
+    ticks = iter(range(1000))  # a clock advancing one second per reading
+    monkeypatch.setattr(train, "_clock", lambda: float(next(ticks)))
+    monkeypatch.setattr(train, "PROGRESS_INTERVAL", 2.5)
+    fit(AffineFlow(), _gaussian_data(32), steps=7, batch_size=8, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    # readings: 0 at the start, then step s at s; lines at 3 and 6, the last step at the end
+    assert [line.split(",")[0] for line in lines] == [
+        "fit: step 3/7 (42%)",
+        "fit: step 6/7 (85%)",
+        "fit: step 7/7 (100%)",
+    ]
+    assert lines[0].endswith("1 steps/s, 0m04s left")
