@@ -87,7 +87,8 @@ class FitResult:
 
     Attributes:
         steps: optimization steps done in total (including those before a resume).
-        train_loss: the training loss of every step; ``train_loss[i]`` is step ``i + 1``.
+        train_loss: the training loss of every step; ``train_loss[i]`` is step ``i + 1``
+            (in a distributed run, the mean over the ranks).
         eval_steps: the steps after which ``eval_data`` was evaluated.
         eval_loss: the mean evaluation loss at each of ``eval_steps``.
         best_eval: the lowest evaluation loss (``None`` without ``eval_data``).
@@ -251,7 +252,15 @@ def _as_tensors(name: str, data: Any) -> tuple[torch.Tensor, ...]:
 
 
 class _TensorBatches:
-    """Shuffled mini-batches of in-memory tensors, reproducible from a generator state."""
+    """Shuffled mini-batches of in-memory tensors, reproducible from a generator state.
+
+    With ``world`` processes, every epoch draws one permutation shared by all ranks (the
+    same generator state), keeps its first ``world * (N // world)`` entries and gives rank
+    ``r`` every ``world``-th of them from the ``r``-th: all ranks hold ``N // world``
+    examples, hence the same number of batches of the same sizes, and the ranks' ``i``-th
+    batches together are the ``i``-th batch of ``world * batch_size`` of the kept
+    permutation (up to ``world - 1`` examples, different in each epoch, sit an epoch out).
+    """
 
     def __init__(
         self,
@@ -265,7 +274,7 @@ class _TensorBatches:
         self.batch_size = batch_size
         self.generator = generator
         self.rank, self.world = rank, world
-        self.num_local = len(range(rank, tensors[0].shape[0], world))
+        self.num_local = tensors[0].shape[0] // world
 
     def __len__(self) -> int:
         return math.ceil(self.num_local / self.batch_size)
@@ -279,7 +288,8 @@ class _TensorBatches:
     def iterate(self, epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """The batches of one epoch after the first ``skip``; the permutation is drawn now."""
         n = self.tensors[0].shape[0]
-        perm = torch.randperm(n, generator=self.generator)[self.rank :: self.world]
+        perm = torch.randperm(n, generator=self.generator)
+        perm = perm[: self.num_local * self.world][self.rank :: self.world]
         bs = self.batch_size
         starts = range(skip * bs, len(perm), bs)
         return (tuple(t[perm[i : i + bs].to(t.device)] for t in self.tensors) for i in starts)
@@ -845,21 +855,40 @@ class _Run:
             raise self._diverged(batch, f"the loss is {value}")
         return value
 
+    def _mean_over_ranks(self, value: float) -> float:
+        """The mean of ``value`` over the ranks: the loss of the global batch when every rank
+        returns the mean loss of its (equally sized) share of it. A NaN on one rank is a NaN
+        on all, so that all stop at the same step."""
+        import torch.distributed as dist
+
+        on = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        t = torch.tensor([value], dtype=torch.float64, device=on)
+        dist.all_reduce(t)
+        return float(t) / self.proc.world
+
     def _torch_step(self, batch: tuple[Any, ...]) -> float:
         """Loss, backward, clipping, optimizer and scheduler step, with the divergence guards."""
         assert self.opt is not None and self.loss_fn is not None
         step = self.step
         self.opt.zero_grad(set_to_none=True)
+        failure: NonFiniteValueError | None = None
         try:
             loss_t = self.loss_fn(self.train_model, *batch)
         except NonFiniteValueError as e:  # a layer got the non-finite output of the one before
-            raise self._diverged(batch, f"the model met non-finite values ({e})") from e
-        if not isinstance(loss_t, torch.Tensor) or loss_t.numel() != 1:
-            raise ValueError(
-                f"loss: expected a scalar tensor from the loss, got "
-                f"{type(loss_t).__name__} {getattr(loss_t, 'shape', '')}"
-            )
-        value = float(loss_t.detach())
+            if not self.proc.distributed:
+                raise self._diverged(batch, f"the model met non-finite values ({e})") from e
+            failure, value = e, math.nan  # the other ranks must learn it before backward
+        else:
+            if not isinstance(loss_t, torch.Tensor) or loss_t.numel() != 1:
+                raise ValueError(
+                    f"loss: expected a scalar tensor from the loss, got "
+                    f"{type(loss_t).__name__} {getattr(loss_t, 'shape', '')}"
+                )
+            value = float(loss_t.detach())
+        if self.proc.distributed:
+            value = self._mean_over_ranks(value)
+        if failure is not None:
+            raise self._diverged(batch, f"the model met non-finite values ({failure})") from failure
         if not math.isfinite(value):
             raise self._diverged(batch, f"the loss is {value}")
         loss_t.backward()
@@ -1002,8 +1031,13 @@ def fit(
     Distributed training: when launched by ``torchrun`` (``WORLD_SIZE > 1``) the model is
     wrapped in ``DistributedDataParallel`` (``"mle"`` and callable losses), tensor data is
     sharded across ranks (each rank takes every ``world_size``-th example of a shared
-    permutation; give a DataLoader a ``DistributedSampler`` yourself), and only rank 0
-    writes checkpoints and shows progress.
+    permutation, cut to a multiple of ``world_size`` so that all ranks hold
+    ``N // world_size`` examples and take the same number of steps per epoch; give a
+    DataLoader a ``DistributedSampler`` yourself), and only rank 0 writes checkpoints and
+    shows progress. With ``batch_size=b`` on each of ``W`` ranks, a step is the step of one
+    process with ``batch_size=W * b`` on the same examples: the loss recorded is the mean of
+    the ranks' losses and DDP averages their gradients. A non-finite loss (or a layer meeting
+    non-finite values) on one rank stops every rank at the same step.
 
     References:
         Diederik P. Kingma, Jimmy Ba. Adam: A Method for Stochastic Optimization.
@@ -1070,6 +1104,11 @@ def fit(
     else:
         gen = torch.Generator().manual_seed(shuffle_seed)
         tensors = _as_tensors("data", data)
+        if tensors[0].shape[0] < proc.world:
+            raise ValueError(
+                f"data: expected at least one example for each of the {proc.world} "
+                f"processes, got {tensors[0].shape[0]}"
+            )
         source = _TensorBatches(tensors, batch_size, gen, proc.rank, proc.world)
     if epochs is not None:
         try:

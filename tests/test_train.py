@@ -2,6 +2,7 @@
 
 import math
 import os
+import subprocess
 import sys
 
 import pyro
@@ -800,3 +801,139 @@ def test_progress_lines_every_interval_and_a_last_one(capsys, monkeypatch):
         "fit: step 7/7 (100%)",
     ]
     assert lines[0].endswith("1 steps/s, 0m04s left")
+
+
+_DDP_SCRIPT = """
+import sys
+
+import torch
+import torch.distributed as dist
+
+from pyro_lgm.models import maf
+from pyro_lgm.errors import NonFiniteValueError
+from pyro_lgm.train import TrainingDivergedError, fit
+
+torch.set_num_threads(1)
+out = sys.argv[1]
+g = torch.Generator().manual_seed(0)
+x = torch.randn(88, 2, generator=g, dtype=torch.float64) * torch.tensor([0.5, 2.0]).double()
+ev = torch.randn(40, 2, generator=g, dtype=torch.float64)
+torch.manual_seed(0)  # the initial weights (maf's seed fixes its orders)
+flow = maf(2, hidden_dims=[8], num_layers=2, seed=0).double()
+kw = dict(lr=1e-2, seed=0, eval_data=ev, eval_every=5, progress=False)
+r = fit(flow, x, steps=12, batch_size=16, **kw)
+# 65 examples: 33 on one rank, 32 on the other; epochs must still agree across ranks
+seen = []
+
+
+def mle(model, xb):
+    seen.append(xb.clone())
+    return -model().log_prob(xb).mean()
+
+
+odd = maf(2, hidden_dims=[8], num_layers=2, seed=1).double()
+r_odd = fit(odd, x[:65], loss=mle, epochs=2, batch_size=16, lr=1e-2, seed=0, progress=False)
+
+
+class FailsOnRank1(torch.nn.Module):
+    # a layer of rank 1's replica meets a NaN at step 2; rank 0's does not
+
+    def __init__(self):
+        super().__init__()
+        self.flow, self.calls = maf(2, hidden_dims=[8], num_layers=2, seed=0).double(), 0
+
+    def forward(self, context=None):
+        self.calls += 1
+        if self.calls == 2 and dist.get_rank() == 1:
+            raise NonFiniteValueError("x: expected finite values, got NaN")
+        return self.flow(context)
+
+
+try:
+    fit(FailsOnRank1(), x, steps=4, batch_size=16, seed=0, progress=False)
+    diverged_at = None
+except TrainingDivergedError as e:  # on every rank, at the same step: no rank waits forever
+    diverged_at = e.step
+try:
+    fit(maf(2, num_layers=1), x[:1], steps=1, progress=False)
+    too_few = None
+except ValueError as e:
+    too_few = str(e)
+torch.save(
+    {
+        "diverged_at": diverged_at,
+        "too_few": too_few,
+        "params": [p.detach() for p in flow.parameters()],
+        "train_loss": r.train_loss,
+        "eval_loss": r.eval_loss,
+        "odd_params": [p.detach() for p in odd.parameters()],
+        "odd_steps": r_odd.steps,
+        "odd_batches": seen,
+    },
+    f"{out}/rank{dist.get_rank()}.pt",
+)
+dist.destroy_process_group()
+"""
+
+
+def test_fit_under_torchrun_two_cpu_processes_equals_one_process_at_the_global_batch(tmp_path):
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(_DDP_SCRIPT)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["OMP_NUM_THREADS"] = "1"
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--standalone", str(script), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+    # both ranks hold the same parameters, bit for bit, and report the same (global) losses
+    for key in ("params", "odd_params"):
+        for p, q in zip(ranks[0][key], ranks[1][key], strict=True):
+            assert torch.equal(p, q), key
+    assert ranks[0]["train_loss"] == ranks[1]["train_loss"]
+    assert ranks[0]["eval_loss"] == ranks[1]["eval_loss"]
+    assert ranks[0]["diverged_at"] == ranks[1]["diverged_at"] == 2
+    for r in ranks:
+        assert r["too_few"].startswith("data: expected at least one example for each of the 2")
+    assert ranks[0]["odd_steps"] == ranks[1]["odd_steps"] == 2 * 2  # 32 examples a rank
+    # at each step the ranks hold equal shares; in each epoch they see 64 distinct examples
+    batches = [ranks[0]["odd_batches"], ranks[1]["odd_batches"]]
+    assert [len(b) for b in batches[0]] == [len(b) for b in batches[1]] == [16] * 4
+    for epoch in range(2):
+        rows = torch.cat([b for bs in batches for b in bs[2 * epoch : 2 * epoch + 2]])
+        assert len({tuple(row) for row in rows.tolist()}) == 64
+
+    # one process with the global batch (2 x 16) sees the same examples at every step: the
+    # mean loss over 32 examples is the average of the ranks' means over 16, and DDP averages
+    # the ranks' gradients; equal up to float64 rounding
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(88, 2, generator=g, dtype=torch.float64) * torch.tensor([0.5, 2.0]).double()
+    ev = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    torch.manual_seed(0)
+    flow = maf(2, hidden_dims=[8], num_layers=2, seed=0).double()
+    initial = [p.detach().clone() for p in flow.parameters()]
+    r = fit(
+        flow,
+        x,
+        steps=12,
+        batch_size=32,
+        lr=1e-2,
+        seed=0,
+        eval_data=ev,
+        eval_every=5,
+        progress=False,
+    )
+    assert r.train_loss[-1] < r.train_loss[0] - 0.1  # it trained
+    for p, q, p0 in zip(flow.parameters(), ranks[0]["params"], initial, strict=True):
+        torch.testing.assert_close(q, p.detach(), rtol=1e-12, atol=1e-12)
+        assert not torch.equal(p.detach(), p0)
+    torch.testing.assert_close(
+        torch.tensor(ranks[0]["train_loss"]), torch.tensor(r.train_loss), rtol=1e-12, atol=0
+    )
+    torch.testing.assert_close(
+        torch.tensor(ranks[0]["eval_loss"]), torch.tensor(r.eval_loss), rtol=1e-12, atol=0
+    )
