@@ -11,10 +11,11 @@ r"""One training loop for maximum likelihood and for Pyro's stochastic variation
 * a callable ``loss(model, *batch) -> scalar tensor``;
 * or it drives a ready :class:`pyro.infer.SVI` (``svi=...``) with Pyro's own optimizer.
 
-It shows a ``tqdm`` progress bar (only on a terminal), evaluates periodically, stops with
-:class:`TrainingDivergedError` at the first non-finite loss or gradient (naming the step),
-writes atomic, resumable checkpoints (model, optimizer, step, RNG states, data position and
-history; never one holding non-finite values) and, when launched by ``torchrun`` with
+It shows a ``tqdm`` progress bar on a terminal (elsewhere a plain line every few seconds),
+evaluates periodically, stops with :class:`TrainingDivergedError` at the first non-finite loss
+or gradient, or when a layer meets the non-finite output of the layer before it (naming the
+step), writes atomic, resumable checkpoints (model, optimizer, step, RNG states, data position
+and history; never one holding non-finite values) and, when launched by ``torchrun`` with
 ``WORLD_SIZE > 1``, trains with ``DistributedDataParallel`` (rank 0 writes checkpoints).
 
 Example:
@@ -55,6 +56,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from pyro_lgm.errors import NonFiniteValueError, check_finite
+
 __all__ = [
     "FitResult",
     "TrainingDivergedError",
@@ -84,7 +87,8 @@ class FitResult:
 
     Attributes:
         steps: optimization steps done in total (including those before a resume).
-        train_loss: the training loss of every step; ``train_loss[i]`` is step ``i + 1``.
+        train_loss: the training loss of every step; ``train_loss[i]`` is step ``i + 1``
+            (in a distributed run, the mean over the ranks).
         eval_steps: the steps after which ``eval_data`` was evaluated.
         eval_loss: the mean evaluation loss at each of ``eval_steps``.
         best_eval: the lowest evaluation loss (``None`` without ``eval_data``).
@@ -248,7 +252,15 @@ def _as_tensors(name: str, data: Any) -> tuple[torch.Tensor, ...]:
 
 
 class _TensorBatches:
-    """Shuffled mini-batches of in-memory tensors, reproducible from a generator state."""
+    """Shuffled mini-batches of in-memory tensors, reproducible from a generator state.
+
+    With ``world`` processes, every epoch draws one permutation shared by all ranks (the
+    same generator state), keeps its first ``world * (N // world)`` entries and gives rank
+    ``r`` every ``world``-th of them from the ``r``-th: all ranks hold ``N // world``
+    examples, hence the same number of batches of the same sizes, and the ranks' ``i``-th
+    batches together are the ``i``-th batch of ``world * batch_size`` of the kept
+    permutation (up to ``world - 1`` examples, different in each epoch, sit an epoch out).
+    """
 
     def __init__(
         self,
@@ -262,7 +274,7 @@ class _TensorBatches:
         self.batch_size = batch_size
         self.generator = generator
         self.rank, self.world = rank, world
-        self.num_local = len(range(rank, tensors[0].shape[0], world))
+        self.num_local = tensors[0].shape[0] // world
 
     def __len__(self) -> int:
         return math.ceil(self.num_local / self.batch_size)
@@ -276,7 +288,8 @@ class _TensorBatches:
     def iterate(self, epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """The batches of one epoch after the first ``skip``; the permutation is drawn now."""
         n = self.tensors[0].shape[0]
-        perm = torch.randperm(n, generator=self.generator)[self.rank :: self.world]
+        perm = torch.randperm(n, generator=self.generator)
+        perm = perm[: self.num_local * self.world][self.rank :: self.world]
         bs = self.batch_size
         starts = range(skip * bs, len(perm), bs)
         return (tuple(t[perm[i : i + bs].to(t.device)] for t in self.tensors) for i in starts)
@@ -330,6 +343,14 @@ def _to_device(batch: tuple[Any, ...], device: torch.device | None) -> tuple[Any
     if device is None:
         return batch
     return tuple(b.to(device) if isinstance(b, torch.Tensor) else b for b in batch)
+
+
+def _check_batch(name: str, batch: tuple[Any, ...]) -> None:
+    """Raise :class:`~pyro_lgm.errors.NonFiniteValueError` (a ``ValueError``) naming ``name``
+    if a tensor of ``batch`` holds NaN or inf (checked whatever the validation switch says)."""
+    for t in batch:
+        if isinstance(t, torch.Tensor):
+            check_finite(name, t, always=True)
 
 
 # -------------------------------------------------------------------------------- losses
@@ -406,12 +427,56 @@ def _adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
 
 
+# ------------------------------------------------------------------------ argument checks
+
+
 def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}: expected a positive int, got {value!r}")
     return value
+
+
+def _check_fit_args(
+    *,
+    model: Any,
+    svi: Any,
+    steps: Any,
+    epochs: Any,
+    batch_size: Any,
+    lr: Any,
+    clip_grad_norm: Any,
+    eval_every: Any,
+    eval_batch_size: Any,
+    checkpoint: Any,
+    checkpoint_every: Any,
+    resume: bool,
+    seed: Any,
+) -> None:
+    """Raise ``ValueError`` naming the first bad argument of :func:`fit`."""
+    if svi is not None and not isinstance(svi, pyro.infer.SVI):
+        raise ValueError(f"svi: expected a pyro.infer.SVI, got {type(svi).__name__}")
+    if model is not None and not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if model is None and svi is None:
+        raise ValueError("model: expected a torch.nn.Module (None is only allowed with svi=)")
+    if (steps is None) == (epochs is None):
+        raise ValueError(f"steps/epochs: give exactly one of them, got {steps=} and {epochs=}")
+    _check_positive_int("steps", steps, allow_none=True)
+    _check_positive_int("epochs", epochs, allow_none=True)
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("eval_every", eval_every, allow_none=True)
+    _check_positive_int("eval_batch_size", eval_batch_size, allow_none=True)
+    _check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr: expected a positive float, got {lr!r}")
+    if clip_grad_norm is not None and not clip_grad_norm > 0:
+        raise ValueError(f"clip_grad_norm: expected a positive float, got {clip_grad_norm!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume: resume=True needs a checkpoint path")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
 
 
 # ---------------------------------------------------------------------------- distributed
@@ -428,6 +493,472 @@ def _distributed() -> tuple[int, int, int] | None:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+@dataclass(frozen=True)
+class _Process:
+    """Where this process stands in a (possibly distributed) run."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    distributed: bool = False
+
+
+def _setup_process() -> _Process:
+    """Join the process group when launched by ``torchrun`` with ``WORLD_SIZE > 1``."""
+    info = _distributed()
+    if info is None:
+        return _Process()
+    rank, world, local_rank = info
+    return _Process(rank, world, local_rank, distributed=True)
+
+
+def _place_model(
+    model: nn.Module | None, device: str | torch.device | None, proc: _Process
+) -> torch.device | None:
+    """The device of the batches; moves ``model`` there when ``device`` is given.
+
+    Default: ``cuda:LOCAL_RANK`` in a distributed run on a CUDA machine, else the device of
+    the model's first parameter (``None`` without parameters).
+    """
+    if device is None and proc.distributed and torch.cuda.is_available():
+        device = torch.device("cuda", proc.local_rank)
+    if device is not None:
+        device = torch.device(device)
+        if model is not None:
+            model.to(device)
+        return device
+    if model is not None:
+        first = next(iter(model.parameters()), None)
+        return first.device if first is not None else None
+    return None
+
+
+def _seed_everything(seed: int | None, proc: _Process) -> int:
+    """Seed the global RNGs (when ``seed`` is given); return the seed of the data shuffling.
+
+    Without ``seed`` the shuffling seed is drawn from torch's global RNG. Every rank of a
+    distributed run gets rank 0's, so that all shuffle with the same permutation.
+    """
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    if seed is not None:
+        shuffle_seed = seed
+    else:
+        shuffle_seed = int(torch.randint(2**62, (1,)).item())
+    if proc.distributed:
+        import torch.distributed as dist
+
+        box = [shuffle_seed]
+        dist.broadcast_object_list(box, src=0)
+        shuffle_seed = box[0]
+    return shuffle_seed
+
+
+def _wrap_for_training(
+    model: nn.Module, loss: Any, device: torch.device | None, proc: _Process
+) -> nn.Module:
+    """``model`` itself, or wrapped in ``DistributedDataParallel`` in a distributed run."""
+    if not proc.distributed:
+        return model
+    if (isinstance(loss, str) and loss != "mle") or isinstance(loss, pyro.infer.ELBO):
+        raise ValueError("loss: distributed training supports 'mle' and callables")
+    ddp_ids = [device.index] if device is not None and device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+
+def _build_optimizer(
+    model: nn.Module,
+    optimizer: Callable[..., torch.optim.Optimizer] | torch.optim.Optimizer,
+    lr: float,
+    scheduler: Callable[[torch.optim.Optimizer], Any] | None,
+) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer, Any]:
+    """``(trainable parameters, optimizer, scheduler or None)``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(optimizer, torch.optim.Optimizer):
+        opt = optimizer
+    else:
+        if not params:
+            raise ValueError("model: it has no trainable parameters")
+        opt = _adam(params, lr) if optimizer is torch.optim.Adam else optimizer(params, lr=lr)
+    sched = scheduler(opt) if scheduler is not None else None
+    return params, opt, sched
+
+
+# ------------------------------------------------------------------------------ progress
+
+#: Seconds between two progress lines of :func:`fit` when stderr is not a terminal.
+PROGRESS_INTERVAL = 5.0
+
+_clock = time.monotonic
+
+
+class _Progress:
+    """The progress of :func:`fit` on stderr.
+
+    On a terminal, a ``tqdm`` bar. Elsewhere (a pipe, a CI log) a plain line at most every
+    :data:`PROGRESS_INTERVAL` seconds, ``fit: step 120/3000 (4%), loss 1.234, eval loss 1.301
+    (step 100), 24.1 steps/s, 1m59s left``, and, when a line was written, a last one for the
+    last step done. Nothing when ``enabled`` is false.
+    """
+
+    def __init__(self, enabled: bool, total: int, initial: int) -> None:
+        self.stream = sys.stderr
+        on_tty = _isatty(self.stream)
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            disable=not (enabled and on_tty),
+            desc="fit",
+            dynamic_ncols=True,
+        )
+        self.show_bar = enabled and on_tty
+        self.show_lines = enabled and not on_tty
+        self.total, self.initial = total, initial
+        self.start = self.last = _clock()
+        self.step, self.loss = initial, math.nan
+        self.eval_loss: float | None = None
+        self.eval_step = 0
+        self.written: int | None = None  # the step of the last line
+
+    def update(self, step: int, loss: float, evaluated: float | None) -> None:
+        """Step ``step`` is done with training loss ``loss`` (evaluation loss ``evaluated``
+        when it evaluated)."""
+        self.step, self.loss = step, loss
+        if evaluated is not None:
+            self.eval_loss, self.eval_step = evaluated, step
+        if self.show_bar:
+            self.bar.update(1)
+            if evaluated is None:
+                self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            else:
+                self.bar.set_postfix(loss=f"{loss:.4g}", eval=f"{evaluated:.4g}")
+        elif self.show_lines:
+            now = _clock()
+            if now - self.last >= PROGRESS_INTERVAL:
+                self._write(now)
+
+    def _write(self, now: float) -> None:
+        parts = [f"fit: step {self.step}/{self.total} ({100 * self.step // self.total}%)"]
+        parts.append(f"loss {self.loss:.4g}")
+        if self.eval_loss is not None:
+            parts.append(f"eval loss {self.eval_loss:.4g} (step {self.eval_step})")
+        elapsed = now - self.start
+        if elapsed > 0 and self.step > self.initial:
+            rate = (self.step - self.initial) / elapsed
+            left = round((self.total - self.step) / rate)
+            parts.append(f"{rate:.3g} steps/s, {left // 60}m{left % 60:02d}s left")
+        print(", ".join(parts), file=self.stream, flush=True)
+        self.last, self.written = now, self.step
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.show_lines and self.written is not None and self.written != self.step:
+            self._write(_clock())
+
+
+# ---------------------------------------------------------------------------------- a run
+
+
+class _Run:
+    """One call of :func:`fit`: its settings, its position, and the steps that move it.
+
+    The position (``step``, ``epoch``, ``batch_in_epoch``, ``epoch_state`` - the data
+    source's RNG state at the start of the current epoch - and ``result``'s history) is
+    what a checkpoint holds besides the model, the optimizer and the global RNG states.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module | None,
+        train_model: nn.Module | None,
+        svi: pyro.infer.SVI | None,
+        loss_fn: Callable[..., torch.Tensor] | None,
+        params: list[torch.nn.Parameter],
+        opt: torch.optim.Optimizer | None,
+        sched: Any,
+        clip_grad_norm: float | None,
+        source: _TensorBatches | _LoaderBatches,
+        steps: int,
+        batch_size: int,
+        eval_data: tuple[torch.Tensor, ...] | DataLoader | None,
+        eval_every: int,
+        eval_batch_size: int | None,
+        checkpoint: str | os.PathLike | None,
+        checkpoint_every: int | None,
+        device: torch.device | None,
+        proc: _Process,
+    ) -> None:
+        self.model, self.train_model, self.svi, self.loss_fn = model, train_model, svi, loss_fn
+        self.params, self.opt, self.sched = params, opt, sched
+        self.clip_grad_norm = clip_grad_norm
+        self.source, self.steps, self.batch_size = source, steps, batch_size
+        self.eval_data, self.eval_every, self.eval_batch_size = (
+            eval_data,
+            eval_every,
+            eval_batch_size,
+        )
+        self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+        self.device, self.proc = device, proc
+        self.result = FitResult()
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.epoch_state: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- checkpointing
+
+    def _config(self) -> dict[str, int]:
+        return {"batch_size": self.batch_size, "world_size": self.proc.world}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly (format ``CHECKPOINT_FORMAT``)."""
+        state: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "epoch_state": self.epoch_state,
+            "rng": _rng_state(),
+            "history": self.result._history(),
+            "config": self._config(),
+            "model": self.model.state_dict() if self.model is not None else None,
+        }
+        if self.svi is None:
+            assert self.opt is not None
+            state["optimizer"] = self.opt.state_dict()
+            state["scheduler"] = self.sched.state_dict() if self.sched is not None else None
+        else:
+            state["param_store"] = pyro.get_param_store().get_state()
+            state["svi_optim"] = self.svi.optim.get_state()
+        return state
+
+    def write_checkpoint(self) -> None:
+        """Write :meth:`state_dict` (rank 0 only); never a state holding NaN/inf."""
+        state = self.state_dict()
+        trained = list(self.model.parameters()) if self.model is not None else []
+        if not _all_finite([trained, state.get("optimizer"), state.get("param_store")]):
+            raise TrainingDivergedError(
+                self.step, "parameters or optimizer state hold NaN/inf; checkpoint not written"
+            )
+        if self.proc.rank == 0:
+            assert self.checkpoint is not None
+            save_checkpoint(state, self.checkpoint)
+        self.result.steps = self.step
+
+    def load(self, ckpt: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+        """Restore a :meth:`state_dict`; return its RNG states, to be set by :meth:`train`
+        once the current epoch's batches are re-created."""
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint: {path} is not a pyro_lgm.train checkpoint")
+        if ckpt["config"] != self._config():
+            warnings.warn(
+                f"checkpoint: saved with {ckpt['config']}, resumed with "
+                f"batch_size={self.batch_size}, world_size={self.proc.world}; the run will "
+                f"differ from an uninterrupted one",
+                stacklevel=3,
+            )
+        if self.model is not None and ckpt["model"] is not None:
+            self.model.load_state_dict(ckpt["model"])
+        if self.svi is None:
+            assert self.opt is not None
+            self.opt.load_state_dict(ckpt["optimizer"])
+            if self.sched is not None and ckpt["scheduler"] is not None:
+                self.sched.load_state_dict(ckpt["scheduler"])
+        else:
+            pyro.get_param_store().set_state(ckpt["param_store"])
+            self.svi.optim.set_state(ckpt["svi_optim"])
+        self.step, self.epoch = ckpt["step"], ckpt["epoch"]
+        self.batch_in_epoch = ckpt["batch_in_epoch"]
+        self.epoch_state = ckpt["epoch_state"]
+        self.source.set_epoch_state(self.epoch_state)
+        self.result._load_history(ckpt["history"])
+        self.result.resumed_from = self.step
+        return ckpt["rng"]
+
+    # ------------------------------------------------------------------- evaluation
+
+    def _eval_batches(self) -> Iterator[tuple[Any, ...]]:
+        if isinstance(self.eval_data, DataLoader):
+            return (_as_batch(b) for b in self.eval_data)
+        assert self.eval_data is not None
+        ebs = self.eval_batch_size or max(self.batch_size, 1024)
+        tensors = self.eval_data
+        n = tensors[0].shape[0]
+        return (tuple(t[i : i + ebs] for t in tensors) for i in range(0, n, ebs))
+
+    def evaluate(self) -> float:
+        """The mean loss over ``eval_data`` (NaN without it), in eval mode, without gradients."""
+        if self.eval_data is None:
+            return math.nan
+        total, count = 0.0, 0
+        model = self.model
+        was_training = model.training if model is not None else False
+        if model is not None:
+            model.eval()
+        try:
+            with torch.no_grad():
+                for b in self._eval_batches():
+                    b = _to_device(b, self.device)
+                    size = b[0].shape[0] if isinstance(b[0], torch.Tensor) and b[0].dim() else 1
+                    value = self._eval_loss(b)
+                    total += value * size
+                    count += size
+        finally:
+            if model is not None:
+                model.train(was_training)
+        return total / max(count, 1)
+
+    def _eval_loss(self, batch: tuple[Any, ...]) -> float:
+        """The loss of one evaluation batch; a non-finite batch is the user's error."""
+        try:
+            if self.svi is not None:
+                value = float(self.svi.evaluate_loss(*batch))
+            else:
+                assert self.loss_fn is not None
+                value = float(self.loss_fn(self.train_model, *batch))
+        except NonFiniteValueError as e:
+            _check_batch("eval_data", batch)
+            raise TrainingDivergedError(
+                self.step, f"evaluating the model met non-finite values ({e})"
+            ) from e
+        if not math.isfinite(value):
+            _check_batch("eval_data", batch)
+        return value
+
+    def record_eval(self) -> None:
+        """Evaluate now; append to the history and update the best evaluation."""
+        value = self.evaluate()
+        r = self.result
+        r.eval_steps.append(self.step)
+        r.eval_loss.append(value)
+        if math.isfinite(value) and (r.best_eval is None or value < r.best_eval):
+            r.best_eval, r.best_step = value, self.step
+
+    # ----------------------------------------------------------------- optimization
+
+    def _diverged(self, batch: tuple[Any, ...], what: str) -> TrainingDivergedError:
+        """The error for a non-finite loss, unless the batch itself is not finite."""
+        _check_batch("data", batch)
+        return TrainingDivergedError(self.step, what)
+
+    def _svi_step(self, batch: tuple[Any, ...]) -> float:
+        assert self.svi is not None
+        try:
+            value = float(self.svi.step(*batch))
+        except NonFiniteValueError as e:
+            raise self._diverged(batch, f"the model met non-finite values ({e})") from e
+        if not math.isfinite(value):
+            raise self._diverged(batch, f"the loss is {value}")
+        return value
+
+    def _mean_over_ranks(self, value: float) -> float:
+        """The mean of ``value`` over the ranks: the loss of the global batch when every rank
+        returns the mean loss of its (equally sized) share of it. A NaN on one rank is a NaN
+        on all, so that all stop at the same step."""
+        import torch.distributed as dist
+
+        on = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        t = torch.tensor([value], dtype=torch.float64, device=on)
+        dist.all_reduce(t)
+        return float(t) / self.proc.world
+
+    def _torch_step(self, batch: tuple[Any, ...]) -> float:
+        """Loss, backward, clipping, optimizer and scheduler step, with the divergence guards."""
+        assert self.opt is not None and self.loss_fn is not None
+        step = self.step
+        self.opt.zero_grad(set_to_none=True)
+        failure: NonFiniteValueError | None = None
+        try:
+            loss_t = self.loss_fn(self.train_model, *batch)
+        except NonFiniteValueError as e:  # a layer got the non-finite output of the one before
+            if not self.proc.distributed:
+                raise self._diverged(batch, f"the model met non-finite values ({e})") from e
+            failure, value = e, math.nan  # the other ranks must learn it before backward
+        else:
+            if not isinstance(loss_t, torch.Tensor) or loss_t.numel() != 1:
+                raise ValueError(
+                    f"loss: expected a scalar tensor from the loss, got "
+                    f"{type(loss_t).__name__} {getattr(loss_t, 'shape', '')}"
+                )
+            value = float(loss_t.detach())
+        if self.proc.distributed:
+            value = self._mean_over_ranks(value)
+        if failure is not None:
+            raise self._diverged(batch, f"the model met non-finite values ({failure})") from failure
+        if not math.isfinite(value):
+            raise self._diverged(batch, f"the loss is {value}")
+        loss_t.backward()
+        norm = _grad_norm_and_clip(self.params, self.clip_grad_norm)
+        if not math.isfinite(norm):
+            raise TrainingDivergedError(step, f"the gradient norm is {norm}")
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        if not _params_finite(self.params):
+            raise TrainingDivergedError(step, "a parameter is NaN/inf after the optimizer step")
+        return value
+
+    # ------------------------------------------------------------------------- loop
+
+    def _next_batch(self, it: Iterator[Any]) -> tuple[Iterator[Any], Any]:
+        """The next batch, starting the next epoch when this one is done."""
+        batch = next(it, None)
+        while batch is None:  # end of epoch
+            if self.batch_in_epoch == 0:
+                raise ValueError("data: it yielded no batch")
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            self.epoch_state = self.source.epoch_state()
+            it = self.source.iterate(self.epoch, 0)
+            batch = next(it, None)
+        return it, batch
+
+    def train(self, progress: bool, resumed_rng: dict[str, Any] | None) -> None:
+        """Step until ``steps``, evaluating and checkpointing on schedule."""
+        result = self.result
+        shown = _Progress(progress and self.proc.rank == 0, self.steps, self.step)
+        if resumed_rng is None:
+            self.epoch_state = self.source.epoch_state()
+        skip = self.batch_in_epoch
+        it = self.source.iterate(self.epoch, skip) if self.step < self.steps else iter(())
+        if resumed_rng is not None:  # after re-creating the epoch's iterator from its start state
+            _set_rng_state(resumed_rng)
+        if self.model is not None:
+            self.model.train()
+        try:
+            while self.step < self.steps:
+                it, batch = self._next_batch(it)
+                batch = _to_device(_as_batch(batch), self.device)
+                self.batch_in_epoch += 1
+                self.step += 1
+                value = self._svi_step(batch) if self.svi is not None else self._torch_step(batch)
+                result.train_loss.append(value)
+                evaluated = None
+                if self.eval_data is not None and self.step % self.eval_every == 0:
+                    self.record_eval()
+                    evaluated = result.eval_loss[-1]
+                shown.update(self.step, value, evaluated)
+                if self.checkpoint is not None and self.checkpoint_every is not None:
+                    if self.step % self.checkpoint_every == 0 and self.step < self.steps:
+                        self.write_checkpoint()
+        finally:
+            shown.close()
+
+    def finish(self) -> None:
+        """The final checkpoint and evaluation.
+
+        The checkpoint comes before an off-schedule final evaluation, so that extending the
+        run later with ``resume=True`` follows exactly the path of a longer uninterrupted run.
+        """
+        if self.checkpoint is not None:
+            self.write_checkpoint()
+        r = self.result
+        if self.eval_data is not None and (not r.eval_steps or r.eval_steps[-1] != self.step):
+            self.record_eval()
+        r.steps = self.step
 
 
 # ------------------------------------------------------------------------------------ fit
@@ -490,7 +1021,9 @@ def fit(
             ``checkpoint_every`` steps (default: only at the end) and at the end.
         resume: continue from ``checkpoint`` if that file exists (from scratch otherwise).
             For a deterministic setup the result equals an uninterrupted run's.
-        progress: show a ``tqdm`` progress bar (only when stderr is a terminal).
+        progress: show the progress on stderr: a ``tqdm`` bar on a terminal; elsewhere
+            (a pipe, a CI log) a plain line every :data:`PROGRESS_INTERVAL` seconds (step,
+            loss, last evaluation loss, rate, time left).
         seed: seeds Pyro/PyTorch/NumPy/Python RNGs (``pyro.set_rng_seed``) and the
             shuffling of tensor data; ``None`` leaves the global RNGs alone.
         device: device of the batches (default: the device of the model's parameters).
@@ -498,8 +1031,13 @@ def fit(
     Distributed training: when launched by ``torchrun`` (``WORLD_SIZE > 1``) the model is
     wrapped in ``DistributedDataParallel`` (``"mle"`` and callable losses), tensor data is
     sharded across ranks (each rank takes every ``world_size``-th example of a shared
-    permutation; give a DataLoader a ``DistributedSampler`` yourself), and only rank 0
-    writes checkpoints and shows progress.
+    permutation, cut to a multiple of ``world_size`` so that all ranks hold
+    ``N // world_size`` examples and take the same number of steps per epoch; give a
+    DataLoader a ``DistributedSampler`` yourself), and only rank 0 writes checkpoints and
+    shows progress. With ``batch_size=b`` on each of ``W`` ranks, a step is the step of one
+    process with ``batch_size=W * b`` on the same examples: the loss recorded is the mean of
+    the ranks' losses and DDP averages their gradients. A non-finite loss (or a layer meeting
+    non-finite values) on one rank stops every rank at the same step.
 
     References:
         Diederik P. Kingma, Jimmy Ba. Adam: A Method for Stochastic Optimization.
@@ -512,9 +1050,14 @@ def fit(
         :class:`FitResult` with the loss history.
 
     Raises:
-        TrainingDivergedError: (a ``FloatingPointError``) at the first NaN/inf loss or
-            gradient norm, naming the step; no checkpoint with non-finite values is written.
-        ValueError: on bad arguments.
+        TrainingDivergedError: (a ``FloatingPointError``) at the first NaN/inf loss,
+            gradient norm or parameter, or when a layer of the model raises
+            :class:`~pyro_lgm.errors.NonFiniteValueError` on a finite batch (the error is
+            chained from it), naming the step; no checkpoint with non-finite values is
+            written.
+        ValueError: on bad arguments; :class:`~pyro_lgm.errors.NonFiniteValueError` naming
+            ``data`` (or ``eval_data``) when the loss is non-finite, or a layer rejects its
+            input, because the batch itself holds NaN or inf.
 
     Example:
         >>> import torch
@@ -535,62 +1078,38 @@ def fit(
         1.0
     """
     t0 = time.perf_counter()
-    # ------------------------------------------------------------------ argument checks
-    if svi is not None and not isinstance(svi, pyro.infer.SVI):
-        raise ValueError(f"svi: expected a pyro.infer.SVI, got {type(svi).__name__}")
-    if model is not None and not isinstance(model, nn.Module):
-        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if model is None and svi is None:
-        raise ValueError("model: expected a torch.nn.Module (None is only allowed with svi=)")
-    if (steps is None) == (epochs is None):
-        raise ValueError(f"steps/epochs: give exactly one of them, got {steps=} and {epochs=}")
-    _check_positive_int("steps", steps, allow_none=True)
-    _check_positive_int("epochs", epochs, allow_none=True)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("eval_every", eval_every, allow_none=True)
-    _check_positive_int("eval_batch_size", eval_batch_size, allow_none=True)
-    _check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr: expected a positive float, got {lr!r}")
-    if clip_grad_norm is not None and not clip_grad_norm > 0:
-        raise ValueError(f"clip_grad_norm: expected a positive float, got {clip_grad_norm!r}")
-    if resume and checkpoint is None:
-        raise ValueError("resume: resume=True needs a checkpoint path")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    _check_fit_args(
+        model=model,
+        svi=svi,
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        clip_grad_norm=clip_grad_norm,
+        eval_every=eval_every,
+        eval_batch_size=eval_batch_size,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        seed=seed,
+    )
     loss_fn = None if svi is not None else _resolve_loss(loss, model)
 
-    # ------------------------------------------------------------------ device, DDP, RNG
-    dist_info = _distributed()
-    rank, world, local_rank = dist_info if dist_info is not None else (0, 1, 0)
-    if device is None and dist_info is not None and torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-    if device is not None:
-        device = torch.device(device)
-        if model is not None:
-            model.to(device)
-    elif model is not None:
-        first = next(iter(model.parameters()), None)
-        device = first.device if first is not None else None
-    if seed is not None:
-        pyro.set_rng_seed(seed)
-    if seed is not None:
-        shuffle_seed = seed
-    else:
-        shuffle_seed = int(torch.randint(2**62, (1,)).item())
-    if dist_info is not None:  # every rank must shuffle with the same permutation
-        import torch.distributed as dist
+    proc = _setup_process()
+    device = _place_model(model, device, proc)
+    shuffle_seed = _seed_everything(seed, proc)
 
-        box = [shuffle_seed]
-        dist.broadcast_object_list(box, src=0)
-        shuffle_seed = box[0]
-
-    # ------------------------------------------------------------------ data
     if isinstance(data, DataLoader):
         source: _TensorBatches | _LoaderBatches = _LoaderBatches(data)
     else:
         gen = torch.Generator().manual_seed(shuffle_seed)
-        source = _TensorBatches(_as_tensors("data", data), batch_size, gen, rank, world)
+        tensors = _as_tensors("data", data)
+        if tensors[0].shape[0] < proc.world:
+            raise ValueError(
+                f"data: expected at least one example for each of the {proc.world} "
+                f"processes, got {tensors[0].shape[0]}"
+            )
+        source = _TensorBatches(tensors, batch_size, gen, proc.rank, proc.world)
     if epochs is not None:
         try:
             steps = epochs * len(source)
@@ -599,208 +1118,43 @@ def fit(
     assert steps is not None
     if eval_data is not None and not isinstance(eval_data, DataLoader):
         eval_data = _as_tensors("eval_data", eval_data)
-    if eval_every is None:
-        eval_every = max(1, steps // 10)
 
-    # ------------------------------------------------------------------ model, optimizer
-    train_model = model
-    opt = sched = None
-    params: list[torch.nn.Parameter] = []
+    train_model, params, opt, sched = model, [], None, None
     if svi is None:
         assert model is not None
-        if dist_info is not None:
-            if (isinstance(loss, str) and loss != "mle") or isinstance(loss, pyro.infer.ELBO):
-                raise ValueError("loss: distributed training supports 'mle' and callables")
-            ddp_ids = [device.index] if device is not None and device.type == "cuda" else None
-            train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
-        params = [p for p in model.parameters() if p.requires_grad]
-        if isinstance(optimizer, torch.optim.Optimizer):
-            opt = optimizer
-        else:
-            if not params:
-                raise ValueError("model: it has no trainable parameters")
-            opt = _adam(params, lr) if optimizer is torch.optim.Adam else optimizer(params, lr=lr)
-        sched = scheduler(opt) if scheduler is not None else None
-    elif dist_info is not None:
+        train_model = _wrap_for_training(model, loss, device, proc)
+        params, opt, sched = _build_optimizer(model, optimizer, lr, scheduler)
+    elif proc.distributed:
         raise ValueError("svi: distributed training with a pyro.infer.SVI is not supported")
 
-    result = FitResult()
-    step, epoch, batch_in_epoch = 0, 0, 0
-    epoch_state: dict[str, Any] = {}
-
-    def state_dict() -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "epoch_state": epoch_state,
-            "rng": _rng_state(),
-            "history": result._history(),
-            "config": {"batch_size": batch_size, "world_size": world},
-            "model": model.state_dict() if model is not None else None,
-        }
-        if svi is None:
-            assert opt is not None
-            state["optimizer"] = opt.state_dict()
-            state["scheduler"] = sched.state_dict() if sched is not None else None
-        else:
-            state["param_store"] = pyro.get_param_store().get_state()
-            state["svi_optim"] = svi.optim.get_state()
-        return state
-
-    def write_checkpoint() -> None:
-        state = state_dict()
-        trained = list(model.parameters()) if model is not None else []
-        if not _all_finite([trained, state.get("optimizer"), state.get("param_store")]):
-            raise TrainingDivergedError(
-                step, "parameters or optimizer state hold NaN/inf; checkpoint not written"
-            )
-        if rank == 0:
-            save_checkpoint(state, checkpoint)
-        result.steps = step
-
-    # ------------------------------------------------------------------ resume
-    skip = 0
+    run = _Run(
+        model=model,
+        train_model=train_model,
+        svi=svi,
+        loss_fn=loss_fn,
+        params=params,
+        opt=opt,
+        sched=sched,
+        clip_grad_norm=clip_grad_norm,
+        source=source,
+        steps=steps,
+        batch_size=batch_size,
+        eval_data=eval_data,
+        eval_every=eval_every if eval_every is not None else max(1, steps // 10),
+        eval_batch_size=eval_batch_size,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        device=device,
+        proc=proc,
+    )
+    resumed_rng = None
     if resume and os.path.exists(checkpoint):
         ckpt = load_checkpoint(checkpoint, map_location=device if device is not None else "cpu")
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint: {checkpoint} is not a pyro_lgm.train checkpoint")
-        if ckpt["config"] != {"batch_size": batch_size, "world_size": world}:
-            warnings.warn(
-                f"checkpoint: saved with {ckpt['config']}, resumed with batch_size={batch_size}, "
-                f"world_size={world}; the run will differ from an uninterrupted one",
-                stacklevel=2,
-            )
-        if model is not None and ckpt["model"] is not None:
-            model.load_state_dict(ckpt["model"])
-        if svi is None:
-            assert opt is not None
-            opt.load_state_dict(ckpt["optimizer"])
-            if sched is not None and ckpt["scheduler"] is not None:
-                sched.load_state_dict(ckpt["scheduler"])
-        else:
-            pyro.get_param_store().set_state(ckpt["param_store"])
-            svi.optim.set_state(ckpt["svi_optim"])
-        step, epoch = ckpt["step"], ckpt["epoch"]
-        batch_in_epoch = skip = ckpt["batch_in_epoch"]
-        epoch_state = ckpt["epoch_state"]
-        source.set_epoch_state(epoch_state)
-        result._load_history(ckpt["history"])
-        result.resumed_from = step
-        resumed_rng = ckpt["rng"]
-    else:
-        resumed_rng = None
-
-    # ------------------------------------------------------------------ evaluation
-    def evaluate() -> float:
-        if eval_data is None:
-            return math.nan
-        ebs = eval_batch_size or max(batch_size, 1024)
-        if isinstance(eval_data, DataLoader):
-            batches: Any = (_as_batch(b) for b in eval_data)
-        else:
-            n = eval_data[0].shape[0]
-            batches = (tuple(t[i : i + ebs] for t in eval_data) for i in range(0, n, ebs))
-        total, count = 0.0, 0
-        was_training = model.training if model is not None else False
-        if model is not None:
-            model.eval()
-        try:
-            with torch.no_grad():
-                for b in batches:
-                    b = _to_device(b, device)
-                    size = b[0].shape[0] if isinstance(b[0], torch.Tensor) and b[0].dim() else 1
-                    if svi is not None:
-                        value = float(svi.evaluate_loss(*b))
-                    else:
-                        value = float(loss_fn(train_model, *b))
-                    total += value * size
-                    count += size
-        finally:
-            if model is not None:
-                model.train(was_training)
-        return total / max(count, 1)
-
-    def record_eval() -> None:
-        value = evaluate()
-        result.eval_steps.append(step)
-        result.eval_loss.append(value)
-        if math.isfinite(value) and (result.best_eval is None or value < result.best_eval):
-            result.best_eval, result.best_step = value, step
-
-    # ------------------------------------------------------------------ loop
-    show = progress and rank == 0 and _isatty(sys.stderr)
-    bar = tqdm(total=steps, initial=step, disable=not show, desc="fit", dynamic_ncols=True)
-    if resumed_rng is None:
-        epoch_state = source.epoch_state()
-    it = source.iterate(epoch, skip) if step < steps else iter(())
-    if resumed_rng is not None:  # after re-creating the epoch's iterator from its start state
-        _set_rng_state(resumed_rng)
-    if model is not None:
-        model.train()
-    try:
-        while step < steps:
-            batch = next(it, None)
-            if batch is None:  # end of epoch
-                if batch_in_epoch == 0:
-                    raise ValueError("data: it yielded no batch")
-                epoch, batch_in_epoch = epoch + 1, 0
-                epoch_state = source.epoch_state()
-                it = source.iterate(epoch, 0)
-                continue
-            batch = _to_device(_as_batch(batch), device)
-            batch_in_epoch += 1
-            step += 1
-            if svi is not None:
-                value = float(svi.step(*batch))
-                if not math.isfinite(value):
-                    raise TrainingDivergedError(step, f"the loss is {value}")
-            else:
-                assert opt is not None
-                opt.zero_grad(set_to_none=True)
-                loss_t = loss_fn(train_model, *batch)
-                if not isinstance(loss_t, torch.Tensor) or loss_t.numel() != 1:
-                    raise ValueError(
-                        f"loss: expected a scalar tensor from the loss, got "
-                        f"{type(loss_t).__name__} {getattr(loss_t, 'shape', '')}"
-                    )
-                value = float(loss_t.detach())
-                if not math.isfinite(value):
-                    raise TrainingDivergedError(step, f"the loss is {value}")
-                loss_t.backward()
-                norm = _grad_norm_and_clip(params, clip_grad_norm)
-                if not math.isfinite(norm):
-                    raise TrainingDivergedError(step, f"the gradient norm is {norm}")
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                if not _params_finite(params):
-                    raise TrainingDivergedError(
-                        step, "a parameter is NaN/inf after the optimizer step"
-                    )
-            result.train_loss.append(value)
-            bar.update(1)
-            if show:
-                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-            if eval_data is not None and step % eval_every == 0:
-                record_eval()
-                if show:
-                    bar.set_postfix(loss=f"{value:.4g}", eval=f"{result.eval_loss[-1]:.4g}")
-            if checkpoint is not None and checkpoint_every is not None:
-                if step % checkpoint_every == 0 and step < steps:
-                    write_checkpoint()
-    finally:
-        bar.close()
-    # checkpoint before an off-schedule final evaluation, so that extending the run later
-    # with resume=True follows exactly the path of a longer uninterrupted run
-    if checkpoint is not None:
-        write_checkpoint()
-    if eval_data is not None and (not result.eval_steps or result.eval_steps[-1] != step):
-        record_eval()
-    result.steps = step
-    result.wall_time = time.perf_counter() - t0
-    return result
+        resumed_rng = run.load(ckpt, checkpoint)
+    run.train(progress, resumed_rng)
+    run.finish()
+    run.result.wall_time = time.perf_counter() - t0
+    return run.result
 
 
 def _isatty(stream: Any) -> bool:

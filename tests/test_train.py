@@ -2,6 +2,7 @@
 
 import math
 import os
+import subprocess
 import sys
 
 import pyro
@@ -16,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from pyro_lgm import train
+from pyro_lgm.errors import NonFiniteValueError, check_finite
 from pyro_lgm.models import Flow, maf
 from pyro_lgm.train import FitResult, TrainingDivergedError, fit, load_checkpoint, save_checkpoint
 
@@ -572,3 +574,366 @@ def test_bad_data_and_model():
         fit(AffineFlow(), torch.zeros(4), loss="elbo", steps=1)
     with pytest.raises(ValueError, match="loss: expected a scalar"):
         fit(AffineFlow(), torch.zeros(4, 2), loss=lambda m, x: m.loc * x, steps=1, progress=False)
+
+
+class _NonFiniteLogProbAt(nn.Module):
+    """An ``AffineFlow`` whose log-density gets a constant ``value`` added at training step ``at``.
+
+    The constant carries no gradient: the loss is non-finite while every gradient is finite,
+    so only the loss guard of ``fit`` can stop the run.
+    """
+
+    def __init__(self, at, value):
+        super().__init__()
+        self.flow, self.at, self.value, self.calls = AffineFlow(), at, value, 0
+
+    def forward(self, context=None):
+        q = self.flow(context)
+        if torch.is_grad_enabled():  # count training steps, not evaluations
+            self.calls += 1
+        if self.calls != self.at:
+            return q
+        value = self.value
+
+        class Shifted:
+            def log_prob(self, x):
+                return q.log_prob(x) + value
+
+        return Shifted()
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_mle_loss_guard_alone_stops_a_non_finite_loss_with_finite_gradients(tmp_path, value):
+    m = _NonFiniteLogProbAt(at=3, value=value)
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(TrainingDivergedError, match=r"step 3: the loss is (nan|-inf)$") as info:
+        fit(
+            m,
+            _gaussian_data(64),
+            steps=6,
+            batch_size=8,
+            checkpoint=ckpt,
+            checkpoint_every=1,
+            progress=False,
+        )
+    assert info.value.step == 3 and m.calls == 3
+    assert load_checkpoint(ckpt)["step"] == 2
+
+
+class _NonFiniteFactorAt(PyroModule):
+    """``NormalMean`` plus ``pyro.factor(value)`` at training step ``at``: a constant term of
+    the ELBO, so the loss is non-finite while the gradients stay finite."""
+
+    def __init__(self, at, value):
+        super().__init__()
+        self.inner, self.at, self.value, self.calls = NormalMean(), at, value, 0
+
+    def model(self, x):
+        self.inner.model(x)
+        if torch.is_grad_enabled():
+            self.calls += 1
+        if self.calls == self.at:
+            with pyro.validation_enabled(False):  # a NaN factor is otherwise rejected
+                pyro.factor("poison", torch.tensor(self.value))
+
+    def guide(self, x):
+        self.inner.guide(x)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+@pytest.mark.parametrize("value", [math.nan, -math.inf])
+def test_elbo_loss_guard_stops_a_non_finite_elbo(value):
+    pyro.clear_param_store()
+    m = _NonFiniteFactorAt(at=4, value=value)
+    x = torch.randn(20, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingDivergedError, match=r"step 4: the loss is (nan|inf)$") as info:
+        fit(m, x, loss="elbo", steps=8, batch_size=20, lr=0.01, seed=0, progress=False)
+    assert info.value.step == 4 and m.calls == 4
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+@pytest.mark.parametrize("value", [math.nan, -math.inf])
+def test_svi_loss_guard_stops_a_non_finite_loss(value):
+    calls = {"n": 0}
+
+    def model(x):
+        _svi_model(x)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            with pyro.validation_enabled(False):  # a NaN factor is otherwise rejected
+                pyro.factor("poison", torch.tensor(value))
+
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(model, _svi_guide, pyro.optim.Adam({"lr": 0.03}), pyro.infer.Trace_ELBO())
+    x = torch.randn(40, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingDivergedError, match=r"step 5: the loss is (nan|inf)$") as info:
+        fit(None, x, svi=svi, steps=9, batch_size=40, seed=0, progress=False)
+    assert info.value.step == 5 and calls["n"] == 5
+
+
+class _LayerFailsAt(nn.Module):
+    """An ``AffineFlow`` whose inner layer raises ``NonFiniteValueError`` at training step
+    ``at`` (or at evaluation number ``eval_at``), as a transform checking its input does when
+    the layer before it produced NaN. Its own input check names ``x``, like a transform's."""
+
+    def __init__(self, at=None, eval_at=None):
+        super().__init__()
+        self.flow, self.at, self.eval_at = AffineFlow(), at, eval_at
+        self.calls, self.evals = 0, 0
+
+    def forward(self, context=None):
+        q = self.flow(context)
+        if torch.is_grad_enabled():
+            self.calls += 1
+        else:
+            self.evals += 1
+        fail = self.calls == self.at if torch.is_grad_enabled() else self.evals == self.eval_at
+
+        class Checked:
+            def log_prob(self, x):
+                check_finite("x", x)
+                if fail:
+                    raise NonFiniteValueError("x: expected finite values, got NaN")
+                return q.log_prob(x)
+
+        return Checked()
+
+
+def test_a_layer_meeting_non_finite_values_is_a_divergence_chained_from_it(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(TrainingDivergedError, match="step 3: .*got NaN") as info:
+        fit(
+            _LayerFailsAt(at=3),
+            _gaussian_data(64),
+            steps=6,
+            batch_size=8,
+            checkpoint=ckpt,
+            checkpoint_every=1,
+            progress=False,
+        )
+    assert info.value.step == 3 and not isinstance(info.value, ValueError)
+    assert isinstance(info.value.__cause__, NonFiniteValueError)
+    assert load_checkpoint(ckpt)["step"] == 2
+
+
+def test_a_layer_meeting_non_finite_values_during_evaluation_is_a_divergence():
+    with pytest.raises(TrainingDivergedError, match="step 4: .*got NaN") as info:
+        fit(
+            _LayerFailsAt(eval_at=2),
+            _gaussian_data(64),
+            steps=6,
+            batch_size=8,
+            eval_data=_gaussian_data(16, seed=1),
+            eval_every=2,
+            progress=False,
+        )
+    assert info.value.step == 4 and isinstance(info.value.__cause__, NonFiniteValueError)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_batch_is_a_value_error_naming_data_not_a_divergence(validate, bad):
+    x = _gaussian_data(64)
+    x[37, 1] = bad  # in the 2nd batch of 32 of the shuffled data, or the 1st
+    with pyro.validation_enabled(validate), pytest.raises(ValueError, match="^data") as info:
+        fit(_LayerFailsAt(), x, steps=4, batch_size=32, seed=0, progress=False)
+    assert not isinstance(info.value, TrainingDivergedError)
+    assert ("NaN" if math.isnan(bad) else "inf") in str(info.value)
+    with pyro.validation_enabled(validate), pytest.raises(ValueError, match="^eval_data"):
+        fit(_LayerFailsAt(), x[:8], eval_data=x, steps=1, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_svi_model_meeting_non_finite_values_is_a_divergence():
+    calls = {"n": 0}
+
+    def model(x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise NonFiniteValueError("x: expected finite values, got inf")
+        _svi_model(x)
+
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(model, _svi_guide, pyro.optim.Adam({"lr": 0.03}), pyro.infer.Trace_ELBO())
+    x = torch.randn(40, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingDivergedError, match="step 3: .*got inf") as info:
+        fit(None, x, svi=svi, steps=5, batch_size=40, seed=0, progress=False)
+    assert isinstance(info.value.__cause__, NonFiniteValueError)
+    x[3] = math.nan
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(
+        _svi_model, _svi_guide, pyro.optim.Adam({"lr": 0.03}), pyro.infer.Trace_ELBO()
+    )
+    with pyro.validation_enabled(False), pytest.raises(ValueError, match="^data"):
+        fit(None, x, svi=svi, steps=5, batch_size=40, seed=0, progress=False)
+
+
+def test_progress_lines_without_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(train, "PROGRESS_INTERVAL", 0.0)  # a line after every step
+    x, ev = _gaussian_data(32), _gaussian_data(16, seed=1)
+    r = fit(AffineFlow(), x, steps=4, batch_size=8, eval_data=ev, eval_every=2, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4
+    for step, line in enumerate(lines, 1):
+        assert line.startswith(f"fit: step {step}/4 ({25 * step}%), ")
+        assert f"loss {r.train_loss[step - 1]:.4g}" in line and "steps/s" in line
+    assert "eval" not in lines[0]
+    assert f"eval loss {r.eval_loss[0]:.4g} (step 2)" in lines[1] + lines[2]
+    assert f"eval loss {r.eval_loss[1]:.4g} (step 4)" in lines[3]
+    fit(AffineFlow(), x, steps=4, batch_size=8, progress=False)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: the bar only
+    fit(AffineFlow(), x, steps=4, batch_size=8, progress=True)
+    err = capsys.readouterr().err
+    assert "4/4" in err and "fit: step" not in err
+
+
+def test_progress_lines_every_interval_and_a_last_one(capsys, monkeypatch):
+    ticks = iter(range(1000))  # a clock advancing one second per reading
+    monkeypatch.setattr(train, "_clock", lambda: float(next(ticks)))
+    monkeypatch.setattr(train, "PROGRESS_INTERVAL", 2.5)
+    fit(AffineFlow(), _gaussian_data(32), steps=7, batch_size=8, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    # readings: 0 at the start, then step s at s; lines at 3 and 6, the last step at the end
+    assert [line.split(",")[0] for line in lines] == [
+        "fit: step 3/7 (42%)",
+        "fit: step 6/7 (85%)",
+        "fit: step 7/7 (100%)",
+    ]
+    assert lines[0].endswith("1 steps/s, 0m04s left")
+
+
+_DDP_SCRIPT = """
+import sys
+
+import torch
+import torch.distributed as dist
+
+from pyro_lgm.models import maf
+from pyro_lgm.errors import NonFiniteValueError
+from pyro_lgm.train import TrainingDivergedError, fit
+
+torch.set_num_threads(1)
+out = sys.argv[1]
+g = torch.Generator().manual_seed(0)
+x = torch.randn(88, 2, generator=g, dtype=torch.float64) * torch.tensor([0.5, 2.0]).double()
+ev = torch.randn(40, 2, generator=g, dtype=torch.float64)
+torch.manual_seed(0)  # the initial weights (maf's seed fixes its orders)
+flow = maf(2, hidden_dims=[8], num_layers=2, seed=0).double()
+kw = dict(lr=1e-2, seed=0, eval_data=ev, eval_every=5, progress=False)
+r = fit(flow, x, steps=12, batch_size=16, **kw)
+# 65 examples: 33 on one rank, 32 on the other; epochs must still agree across ranks
+seen = []
+
+
+def mle(model, xb):
+    seen.append(xb.clone())
+    return -model().log_prob(xb).mean()
+
+
+odd = maf(2, hidden_dims=[8], num_layers=2, seed=1).double()
+r_odd = fit(odd, x[:65], loss=mle, epochs=2, batch_size=16, lr=1e-2, seed=0, progress=False)
+
+
+class FailsOnRank1(torch.nn.Module):
+    # a layer of rank 1's replica meets a NaN at step 2; rank 0's does not
+
+    def __init__(self):
+        super().__init__()
+        self.flow, self.calls = maf(2, hidden_dims=[8], num_layers=2, seed=0).double(), 0
+
+    def forward(self, context=None):
+        self.calls += 1
+        if self.calls == 2 and dist.get_rank() == 1:
+            raise NonFiniteValueError("x: expected finite values, got NaN")
+        return self.flow(context)
+
+
+try:
+    fit(FailsOnRank1(), x, steps=4, batch_size=16, seed=0, progress=False)
+    diverged_at = None
+except TrainingDivergedError as e:  # on every rank, at the same step: no rank waits forever
+    diverged_at = e.step
+try:
+    fit(maf(2, num_layers=1), x[:1], steps=1, progress=False)
+    too_few = None
+except ValueError as e:
+    too_few = str(e)
+torch.save(
+    {
+        "diverged_at": diverged_at,
+        "too_few": too_few,
+        "params": [p.detach() for p in flow.parameters()],
+        "train_loss": r.train_loss,
+        "eval_loss": r.eval_loss,
+        "odd_params": [p.detach() for p in odd.parameters()],
+        "odd_steps": r_odd.steps,
+        "odd_batches": seen,
+    },
+    f"{out}/rank{dist.get_rank()}.pt",
+)
+dist.destroy_process_group()
+"""
+
+
+def test_fit_under_torchrun_two_cpu_processes_equals_one_process_at_the_global_batch(tmp_path):
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(_DDP_SCRIPT)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["OMP_NUM_THREADS"] = "1"
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--standalone", str(script), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+    # both ranks hold the same parameters, bit for bit, and report the same (global) losses
+    for key in ("params", "odd_params"):
+        for p, q in zip(ranks[0][key], ranks[1][key], strict=True):
+            assert torch.equal(p, q), key
+    assert ranks[0]["train_loss"] == ranks[1]["train_loss"]
+    assert ranks[0]["eval_loss"] == ranks[1]["eval_loss"]
+    assert ranks[0]["diverged_at"] == ranks[1]["diverged_at"] == 2
+    for r in ranks:
+        assert r["too_few"].startswith("data: expected at least one example for each of the 2")
+    assert ranks[0]["odd_steps"] == ranks[1]["odd_steps"] == 2 * 2  # 32 examples a rank
+    # at each step the ranks hold equal shares; in each epoch they see 64 distinct examples
+    batches = [ranks[0]["odd_batches"], ranks[1]["odd_batches"]]
+    assert [len(b) for b in batches[0]] == [len(b) for b in batches[1]] == [16] * 4
+    for epoch in range(2):
+        rows = torch.cat([b for bs in batches for b in bs[2 * epoch : 2 * epoch + 2]])
+        assert len({tuple(row) for row in rows.tolist()}) == 64
+
+    # one process with the global batch (2 x 16) sees the same examples at every step: the
+    # mean loss over 32 examples is the average of the ranks' means over 16, and DDP averages
+    # the ranks' gradients; equal up to float64 rounding
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(88, 2, generator=g, dtype=torch.float64) * torch.tensor([0.5, 2.0]).double()
+    ev = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    torch.manual_seed(0)
+    flow = maf(2, hidden_dims=[8], num_layers=2, seed=0).double()
+    initial = [p.detach().clone() for p in flow.parameters()]
+    r = fit(
+        flow,
+        x,
+        steps=12,
+        batch_size=32,
+        lr=1e-2,
+        seed=0,
+        eval_data=ev,
+        eval_every=5,
+        progress=False,
+    )
+    assert r.train_loss[-1] < r.train_loss[0] - 0.1  # it trained
+    for p, q, p0 in zip(flow.parameters(), ranks[0]["params"], initial, strict=True):
+        torch.testing.assert_close(q, p.detach(), rtol=1e-12, atol=1e-12)
+        assert not torch.equal(p.detach(), p0)
+    torch.testing.assert_close(
+        torch.tensor(ranks[0]["train_loss"]), torch.tensor(r.train_loss), rtol=1e-12, atol=0
+    )
+    torch.testing.assert_close(
+        torch.tensor(ranks[0]["eval_loss"]), torch.tensor(r.eval_loss), rtol=1e-12, atol=0
+    )
