@@ -142,6 +142,8 @@ def _device(text: str) -> torch.device:
             )
     elif dev.type != "cpu":
         raise argparse.ArgumentTypeError(f"expected 'cpu' or 'cuda[:N]', got {text!r}")
+    elif dev.index not in (None, 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: there is one CPU device, 'cpu' (or 'cpu:0')")
     return dev
 
 
@@ -151,7 +153,32 @@ def _png_path(text: str) -> str:
     directory = os.path.dirname(os.path.abspath(text))
     if not os.path.isdir(directory):
         raise argparse.ArgumentTypeError(f"directory {directory!r} does not exist")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, expected a file path")
+    # checked before training, by opening the file as the plot will: an existing file is
+    # opened for appending (its bytes are kept), a new one is created and removed again
+    existed = os.path.exists(text)
+    try:
+        with open(text, "ab" if existed else "xb"):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {reason}") from None
+    if not existed:
+        os.remove(text)
     return text
+
+
+def _at_least_two(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 2 (a standard error needs two samples), got {text!r}"
+        )
+    return value
 
 
 def _parser() -> _Parser:
@@ -199,14 +226,14 @@ def _parser() -> _Parser:
     )
     demo.add_argument(
         "--test-size",
-        type=_positive_int,
+        type=_at_least_two,
         default=20_000,
         help="number of fresh target samples for the test NLL and the KL estimate",
     )
     demo.add_argument(
         "--out",
         type=_png_path,
-        default="pyro-lgm-demo.png",
+        default="demo.png",
         help="where to write the PNG (target density | learned density | samples)",
     )
     demo.add_argument(
@@ -234,37 +261,62 @@ def _parser() -> _Parser:
 # ------------------------------------------------------------------------------- demo
 
 
+class _Grid:
+    """Densities on a square plotting window around the target samples.
+
+    The window is centred on the 0.1% - 99.9% quantile box of the samples, 1.25 times its
+    larger side; ``p`` and ``q`` are the target and model densities at the ``resolution``
+    x ``resolution`` grid points (rows: y, columns: x).
+    """
+
+    def __init__(
+        self,
+        target: torch.distributions.Distribution,
+        model_dist: torch.distributions.Distribution,
+        target_samples: torch.Tensor,
+        resolution: int = 200,
+    ) -> None:
+        xs = target_samples.detach().cpu().double()
+        lo = torch.quantile(xs, 0.001, dim=0)
+        hi = torch.quantile(xs, 0.999, dim=0)
+        centre, half = (lo + hi) / 2, ((hi - lo).max() / 2) * 1.25  # a square view
+        lo, hi = (centre - half).tolist(), (centre + half).tolist()
+        gx = torch.linspace(lo[0], hi[0], resolution, dtype=torch.float64)
+        gy = torch.linspace(lo[1], hi[1], resolution, dtype=torch.float64)
+        yy, xx = torch.meshgrid(gy, gx, indexing="ij")
+        grid = torch.stack([xx.flatten(), yy.flatten()], -1)
+        ref = target_samples
+        with torch.no_grad():
+            pts = grid.to(dtype=ref.dtype, device=ref.device)
+            self.p = target.log_prob(pts).exp().reshape(resolution, resolution).cpu()
+            q = torch.cat([model_dist.log_prob(c).exp() for c in pts.split(8192)])
+            self.q = q.reshape(resolution, resolution).cpu()
+        self.extent = (lo[0], hi[0], lo[1], hi[1])
+        self.cell_area = float((gx[1] - gx[0]) * (gy[1] - gy[0]))
+
+    def model_mass(self) -> float:
+        """The model's probability of the window, by the midpoint rule (NaN counted as 0).
+
+        At most 1 for a normalized density, up to the rule's error: the grid's cells are far
+        smaller than the toy targets' features, and 200 x 200 cells resolve them.
+        """
+        return float(self.q.double().nan_to_num(0.0, posinf=math.inf).sum()) * self.cell_area
+
+
 def _plot(
     path: str,
-    target: torch.distributions.Distribution,
-    model_dist: torch.distributions.Distribution,
+    grid: _Grid,
     target_samples: torch.Tensor,
     model_samples: torch.Tensor,
     title: str,
-    resolution: int = 200,
 ) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    xs = target_samples.detach().cpu().double()
-    lo = torch.quantile(xs, 0.001, dim=0)
-    hi = torch.quantile(xs, 0.999, dim=0)
-    centre, half = (lo + hi) / 2, ((hi - lo).max() / 2) * 1.25  # a square view
-    lo, hi = (centre - half).tolist(), (centre + half).tolist()
-    gx = torch.linspace(lo[0], hi[0], resolution, dtype=torch.float64)
-    gy = torch.linspace(lo[1], hi[1], resolution, dtype=torch.float64)
-    yy, xx = torch.meshgrid(gy, gx, indexing="ij")
-    grid = torch.stack([xx.flatten(), yy.flatten()], -1)
-    ref = target_samples
-    with torch.no_grad():
-        pts = grid.to(dtype=ref.dtype, device=ref.device)
-        p = target.log_prob(pts).exp().reshape(resolution, resolution).cpu()
-        q = torch.cat([model_dist.log_prob(c).exp() for c in pts.split(8192)])
-        q = q.reshape(resolution, resolution).cpu()
+    p, q, extent = grid.p, grid.q, grid.extent
     vmax = float(p.max())
-    extent = (lo[0], hi[0], lo[1], hi[1])
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), constrained_layout=True)
     opts = dict(origin="lower", extent=extent, cmap="magma", vmin=0.0, vmax=vmax)
     axes[0].imshow(p.numpy(), **opts)
@@ -316,6 +368,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         f"steps={args.steps} batch_size={args.batch_size} lr={args.lr:g} seed={args.seed} "
         f"device={dev}"
     )
+    eval_x = test_x[:4096]
+    with torch.no_grad():
+        log_q0 = flow().log_prob(eval_x).double().cpu()  # the untrained model, for the check
     try:
         fit(
             flow,
@@ -323,7 +378,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,
-            eval_data=test_x[:4096],
+            eval_data=eval_x,
             progress=not args.quiet,
             seed=args.seed,
             device=dev,
@@ -343,7 +398,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     kl, kl_se = diff.mean().item(), diff.std().item() / math.sqrt(len(diff))
     entropy = -log_p.mean().item()
     title = f"{args.flow} ({args.layers} layers) on {args.target}: KL(p||q) = {kl:.3f} nats"
-    _plot(args.out, target, _CPUView(q, dev), test_x.cpu(), model_samples.cpu(), title)
+    grid = _Grid(target, _CPUView(q, dev), test_x.cpu())
+    problem = _degenerate(log_q0, log_q[: len(log_q0)], grid.model_mass())
+    if problem is not None:
+        print(f"pyro-lgm demo: error: {problem} (try a smaller --lr)", file=sys.stderr)
+        return 1
+    _plot(args.out, grid, test_x.cpu(), model_samples.cpu(), title)
     elapsed = time.perf_counter() - start
     print(f"test NLL: {nll:.4f} nats (+- {nll_se:.4f} s.e., {len(log_q)} target samples)")
     print(f"KL(target || model): {kl:.4f} nats (+- {kl_se:.4f} s.e.)")
@@ -351,6 +411,38 @@ def _run_demo(args: argparse.Namespace) -> int:
     say(f"wrote {args.out}")
     say(f"wall time: {elapsed:.1f} s")
     return 0
+
+
+def _degenerate(log_q0: torch.Tensor, log_q: torch.Tensor, mass: float) -> str | None:
+    """Why a finished run's model is unusable, or ``None``.
+
+    Training can end without a non-finite value and still be broken, e.g. after a huge
+    learning rate: parameters so large that the log-density rounds to nonsense. Three
+    checks: the test log-densities are finite; the trained model is not significantly
+    worse than the untrained one on the same test points (paired difference above three
+    standard errors); its density integrates to at most 1 over the plotting window (the
+    midpoint rule on 200 x 200 cells, 10% allowed for the rule's error).
+
+    Args:
+        log_q0: ``(N,)`` log-densities of the untrained model at the evaluation points.
+        log_q: ``(N,)`` log-densities of the trained model at the same points.
+        mass: the trained model's integral over the plotting window.
+    """
+    if not bool(torch.isfinite(log_q).all()):
+        return "the trained model's test log-density is NaN or infinite"
+    d = log_q0 - log_q  # > 0 where the trained model is worse
+    se = d.std().item() / math.sqrt(len(d)) if len(d) > 1 else math.inf
+    if torch.isfinite(log_q0).all() and d.mean().item() > 3 * se:
+        return (
+            f"the trained model is worse than the untrained one: test NLL "
+            f"{-log_q.mean().item():.4f} against {-log_q0.mean().item():.4f} nats"
+        )
+    if not mass <= 1.1:
+        return (
+            f"the learned density integrates to {mass:.3g} over the plot window: not a "
+            f"normalized density (numerical breakdown)"
+        )
+    return None
 
 
 class _CPUView:
@@ -389,8 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name (default ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 2 for a bad option value (one line on stderr), 1 when training
-        diverged.
+        0 on success, 2 for a bad option value (one line on stderr, before any training),
+        1 when training diverged or ended with an unusable model (one line on stderr, no
+        PNG written).
     """
     parser = _parser()
     try:

@@ -6,6 +6,7 @@ import re
 import runpy
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -63,6 +64,8 @@ def test_help_lists_every_option(capsys):
         ["demo", "--out", "/no/such/dir/demo.png"],
         ["demo", "--device", "tpu"],
         ["demo", "--device", "cuda:99"],
+        ["demo", "--device", "cpu:1"],
+        ["demo", "--test-size", "1"],
         ["demo", "--bogus"],
     ],
 )
@@ -193,3 +196,97 @@ def test_autoregressive_tutorial_runs(capsys):
     m = re.search(r"sum of their log-probs (-?[\d.]+) = log_prob (-?[\d.]+)", out)
     assert m.group(1) == m.group(2)
     assert "sums to one over all 1024" in out
+
+
+def _tiny(*extra):
+    return ["demo", "--steps", "5", "--train-size", "512", "--test-size", "64", *extra]
+
+
+def _unwritable_png(tmp_path):
+    """A .png path in an existing directory where this process cannot create a file."""
+    ro = tmp_path / "read-only"
+    ro.mkdir()
+    ro.chmod(0o555)
+    for path in (ro / "x.png", "/proc/pyro-lgm-test.png"):  # root may write in `ro`
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError:
+            return str(path)
+        os.remove(path)
+    pytest.skip("no unwritable location found for this user")
+
+
+@pytest.mark.parametrize("where", ["directory", "unwritable"])
+def test_out_that_cannot_be_written_exits_2_before_training(tmp_path, capsys, where):
+    if where == "directory":
+        out = tmp_path / "a-directory.png"
+        out.mkdir()
+    else:
+        out = _unwritable_png(tmp_path)
+    assert main(_tiny("--out", str(out))) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and "error: argument --out:" in lines[0], captured.err
+    assert str(out) in lines[0]
+    assert captured.out == ""  # the header is printed when training starts: it did not
+
+
+def test_out_check_leaves_no_file_and_keeps_an_existing_one(tmp_path, capsys):
+    out = tmp_path / "d.png"
+    assert cli._png_path(str(out)) == str(out)
+    assert not out.exists()
+    out.write_bytes(b"old")
+    assert cli._png_path(str(out)) == str(out)
+    assert out.read_bytes() == b"old"
+
+
+def test_huge_learning_rate_is_reported_as_a_divergence(tmp_path, capsys):
+    # maf: a layer meets the non-finite output of the one before (NonFiniteValueError)
+    out = tmp_path / "x.png"
+    assert main(_tiny("--lr", "1e10", "--quiet", "--out", str(out))) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "training diverged at step" in err[0], err
+    assert "smaller --lr" in err[0] and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "flow, lr, why",
+    [
+        # parameters ~1e10: log q(x) rounds to log N(0; 0, I) for every x, "better" than the
+        # start, but the density integrates to ~2.8 over the plot window
+        ("radial", "1e10", "not a normalized density"),
+        ("planar", "100", "worse than"),  # the eval NLL ends far above the initial model's
+    ],
+)
+def test_a_degenerate_run_exits_1(tmp_path, capsys, flow, lr, why):
+    out = tmp_path / "x.png"
+    argv = ["demo", "--flow", flow, "--lr", lr, "--steps", "20", "--train-size", "1024"]
+    assert main(argv + ["--test-size", "256", "--quiet", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert len(err) == 1 and why in err[0] and "smaller --lr" in err[0], err
+    assert captured.out == "" and not out.exists()
+
+
+def test_cpu_device_index_zero_is_the_cpu():
+    assert cli._device("cpu:0") == torch.device("cpu", 0)
+    assert cli._device("cpu") == torch.device("cpu")
+
+
+def test_two_test_samples_give_finite_standard_errors_without_warnings(tmp_path, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(_tiny("--test-size", "2", "--quiet", "--out", str(tmp_path / "x.png"))) == 0
+    out = capsys.readouterr().out
+    se = [float(v) for v in re.findall(r"\+- (\S+) s\.e\.", out)]
+    assert len(se) == 2 and all(math.isfinite(v) and v >= 0 for v in se), out
+
+
+def test_default_png_is_the_readme_name_and_git_ignored():
+    assert cli._parser().parse_args(["demo"]).out == "demo.png"
+    root = os.path.join(os.path.dirname(__file__), "..")
+    with open(os.path.join(root, ".gitignore")) as f:
+        assert "demo.png" in f.read().split()
+    with open(os.path.join(root, "README.md")) as f:
+        assert "`demo.png`" in f.read()
