@@ -130,6 +130,8 @@ def test_binarized_mnist_cpu_float64_writes_device_dtype_and_curve(model, fake_m
     saved = json.loads(out.read_text())
     assert saved["device"] == "cpu" and saved["device_name"].startswith("cpu (")
     assert saved["dtype"] == "float64" and saved["clock"] == "wall"
+    if model == "made":
+        assert saved["blocked"] == "auto"
     assert saved["steps"] == 6 and saved["n_test"] == 20  # 2 epochs of 3 batches
     assert math.isfinite(saved["test_nll"]) and saved["test_nll"] == result["test_nll"]
     rows = [json.loads(line) for line in curve.read_text().splitlines()]
@@ -158,6 +160,19 @@ def test_binarized_mnist_float64_really_trains_in_float64(fake_mnist, monkeypatc
     argv = ["--model=made", f"--data-dir={fake_mnist}", "--hidden=8", "--epochs=1"]
     bm.main([*argv, "--num-masks=1", "--batch-size=60", "--dtype=float64", "--no-progress"])
     assert seen["param"] == torch.float64
+
+
+def test_made_blocked_products_off_on_cuda_by_default():
+    """``--blocked auto``: the library's choice on the CPU, dense masked products on CUDA
+    (the block plan is rebuilt on the host at every mask change)."""
+    import argparse
+
+    made_fast = _load("binarized_mnist").made_fast
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    ns = lambda blocked, device: argparse.Namespace(blocked=blocked, device=device)
+    assert made_fast(ns("auto", cpu)) is None
+    assert made_fast(ns("auto", cuda)) is False
+    assert made_fast(ns("on", cuda)) is True and made_fast(ns("off", cpu)) is False
 
 
 def test_throughput_prints_nade_over_sigmoid_floor(tmp_path, capsys):
