@@ -168,7 +168,12 @@ STATUS="$OUTDIR/stages.tsv"
 printf 'stage\tstatus\tseconds\tnote\n' >"$STATUS"
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (working tree differs)')"
+  if commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+    git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit="$commit (working tree differs)"
+  else
+    commit="unknown (no git repository)"
+  fi
+  echo "commit: $commit"
   echo "mode: $([ "$SMOKE" = 1 ] && echo 'CPU smoke (tiny sizes, not a measurement)' || echo 'GPU check')"
   echo "device: $("$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); import torch, bench_device as b; print(b.describe(b.parse_device('$DEVICE')))")"
   echo "budget: ${BUDGET_S} s aimed at; MNIST training cap ${MNIST_MINUTES} min each; stages: ${STAGES}"
@@ -216,10 +221,10 @@ print(f'{min($MNIST_MINUTES, share):.3f}' if share * 60 >= max($MIN_TRAIN_S, 1e-
 # ------------------------------------------------------------------ stages
 if wants pytest; then
   # the selection first: -m gpu must pick the cuda runs and nothing else
-  "$PY" -m pytest --collect-only -q -p no:cacheprovider "${PYTEST_SEL[@]}" \
+  timeout 60 "$PY" -m pytest --collect-only -q -p no:cacheprovider "${PYTEST_SEL[@]}" \
     2>&1 | grep '::' >"$OUTDIR/pytest_gpu_collected.txt"
   n_sel=$(wc -l <"$OUTDIR/pytest_gpu_collected.txt")
-  n_cuda=$(grep -c '\[cuda' "$OUTDIR/pytest_gpu_collected.txt")
+  n_cuda=$(grep -cE '\[([^]]*-)?cuda(-[^]]*)?\]' "$OUTDIR/pytest_gpu_collected.txt")
   echo "   pytest selection: $n_sel tests, $n_cuda of them cuda runs"
   if [ "$SMOKE" = 0 ] && { [ "$n_sel" -eq 0 ] || [ "$n_sel" -ne "$n_cuda" ]; }; then
     skip_stage pytest "the gpu marker selected $n_sel tests of which $n_cuda are cuda runs (see pytest_gpu_collected.txt)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,6 +23,7 @@ PUBLISHED = {"made": 86.64, "eonade": 85.10}
 # orderings (our run's own sizes are read from its JSON)
 PAPER_SETUP = {"made": "2 x 8000, 32 masks", "eonade": "DeepNADE 2 x 500, 128 orderings"}
 MAX_CURVE_ROWS = 40
+CUDA_ID = re.compile(r"\[([^]]*-)?cuda(-[^]]*)?\]")  # a cuda run's test id
 
 
 def read_stages(out: Path) -> dict[str, dict]:
@@ -43,7 +45,7 @@ def pytest_section(out: Path, stages: dict) -> list[str]:
     collected = out / "pytest_gpu_collected.txt"
     if collected.is_file():
         ids = [s for s in collected.read_text().splitlines() if s.strip()]
-        cuda = sum("[cuda" in s for s in ids)
+        cuda = sum(bool(CUDA_ID.search(s)) for s in ids)
         files = sorted({s.split("::")[0] for s in ids})
         lines.append(
             f"* selection: {len(ids)} tests, {cuda} of them cuda runs, from {len(files)} "
