@@ -119,6 +119,7 @@ if ! "$PY" -c "import pyro" 2>/dev/null; then
   SITE=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check_site.XXXXXX")
   "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$ROOT"/.device/wheels/*.whl ||
     fail "installing .device/wheels failed"
+  "$PY" -m compileall -q -j 0 "$SITE" >/dev/null # once, not in every pytest worker
   export PYTHONPATH="$PYTHONPATH:$SITE"
   "$PY" -c "import pyro" || fail "pyro-ppl still not importable after installing .device/wheels"
 fi
