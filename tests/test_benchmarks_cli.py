@@ -36,6 +36,27 @@ def _load(name: str):
     return module
 
 
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """The scripts set process-wide state meant for a whole run (``pyro.enable_validation``,
+    torch threads, seeds): put it back so that later tests in this worker see the defaults."""
+    import pyro.distributions.util as dist_util
+    import pyro.infer.util as infer_util
+    import pyro.poutine.util as poutine_util
+
+    flags = [m.is_validation_enabled() for m in (dist_util, infer_util, poutine_util)]
+    torch_validate = torch.distributions.Distribution._validate_args
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    rng = torch.random.get_rng_state()
+    yield
+    for m, flag in zip((dist_util, infer_util, poutine_util), flags):
+        m.enable_validation(flag)
+    torch.distributions.Distribution.set_default_validate_args(torch_validate)
+    torch.set_num_threads(threads)
+    torch.set_default_dtype(dtype)
+    torch.random.set_rng_state(rng)
+
+
 @pytest.fixture
 def fake_mnist(tmp_path):
     """A data home with a tiny random ``binarized_mnist.npz`` (60 / 20 / 20 images)."""
