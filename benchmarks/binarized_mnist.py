@@ -10,6 +10,15 @@ Every figure it prints is measured in the same run.
     python benchmarks/binarized_mnist.py --model eonade --hidden 500 --num-orderings 16 \\
         --test-subset 500
     python benchmarks/binarized_mnist.py --throughput --hidden 500   # log_prob examples/s
+    python benchmarks/binarized_mnist.py --model made --hidden 8000 --device cuda \\
+        --time-budget 2.5 --curve made.jsonl   # GPU: wall-clock budget, learning curve
+
+Device: ``--device cpu|cuda|cuda:N`` and ``--dtype float32|float64`` place the model and the
+data; the device (the GPU's name) and dtype are printed and written to ``--out``. On CUDA the
+time budget counts wall-clock time around synchronized steps (``--clock cpu`` is refused
+there: CPU time does not count the GPU's work). ``--curve F.jsonl`` appends one JSON line per
+validation (step, epoch, valid NLL, seconds) as training goes, so an interrupted run still
+leaves its learning curve.
 
 Weights: ``--save-model M.pt`` keeps the best parameters (with ``--out M.json`` beside them,
 later runs know how they were trained); ``--load-model M.pt`` evaluates them again without
@@ -52,6 +61,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_device import add_device_args, check_clock, describe, dtype_name, info, synchronize
 
 from pyro_lgm.data import load_binarized_mnist
 
@@ -87,12 +97,27 @@ def build_model(args) -> torch.nn.Module:
             784, hidden=args.hidden, activation=args.activation or "sigmoid", seed=args.seed
         )
     if args.model == "made":
-        return _made_class()(784, hidden_dims=hidden_dims, seed=args.seed)
+        model = _made_class()(784, hidden_dims=hidden_dims, seed=args.seed)
+        model.net.fast = made_fast(args)
+        return model
     if args.model == "eonade":
         return DeepNADE(
             784, hidden_dims=hidden_dims, activation=args.activation or "relu", seed=args.seed
         )
     raise ValueError(f"--model: unknown {args.model!r}")
+
+
+def made_fast(args) -> bool | None:
+    """``fast`` of MADE's network for ``--blocked``: ``None`` is the library's own choice.
+
+    ``auto`` keeps the library's choice on the CPU and turns the blocked products off on
+    CUDA: their block plan is rebuilt on the host (the masks copied to the CPU and scanned)
+    after every mask change, i.e. at every step when masks are cycled, while one dense
+    masked product per layer is what a GPU does best.
+    """
+    if args.blocked == "auto":
+        return False if args.device.type == "cuda" else None
+    return args.blocked == "on"
 
 
 def num_params(model: torch.nn.Module) -> int:
@@ -170,7 +195,8 @@ def test_nll(args, model, x: torch.Tensor, masks: MaskCycle | None) -> dict:
         g = torch.Generator().manual_seed(args.seed + 29)
         orders = model.random_orders(args.num_orderings, generator=g)
         per_order = []
-        bs = max(1, args.eval_batch_size // 50)  # each image costs 784 network passes
+        # each image costs 784 network passes: small batches on the CPU by default
+        bs = args.exact_batch_size or max(1, args.eval_batch_size // 50)
         pbar = _bar(args, total=len(orders) * len(x), desc="test (exact, per ordering)")
         for o in orders:
 
@@ -204,7 +230,13 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     g = torch.Generator().manual_seed(args.seed)
     budget_s = args.time_budget * 60
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    dev = args.device
+
+    def clock() -> float:  # on CUDA: wall time once the queued work is done
+        synchronize(dev)
+        return time.process_time() if args.clock == "cpu" else time.perf_counter()
+
+    curve = open(args.curve, "a") if args.curve else None
     start = time.perf_counter()
     start_clock = clock()
     cpu0 = time.process_time()
@@ -215,7 +247,7 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
     eval_every = args.eval_every or steps_per_epoch
     pbar = _bar(args, total=args.epochs * steps_per_epoch, desc=f"train {args.model}")
     for _epoch in range(args.epochs):
-        perm = torch.randperm(len(x_train), generator=g)
+        perm = torch.randperm(len(x_train), generator=g).to(x_train.device)
         for i in range(0, len(x_train), args.batch_size):
             x = x_train[perm[i : i + args.batch_size]]
             if masks is not None:
@@ -250,6 +282,9 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
                         "cpu_s": time.process_time() - cpu0,
                     }
                 )
+                if curve is not None:
+                    curve.write(json.dumps({"model": args.model, **history[-1]}) + "\n")
+                    curve.flush()
                 if v < best["valid_nll"]:
                     best.update(
                         valid_nll=v,
@@ -277,6 +312,9 @@ def train(args, model, x_train, x_valid, masks: MaskCycle | None) -> dict:
             break
     if pbar is not None:
         pbar.close()
+    if curve is not None:
+        curve.close()
+    synchronize(dev)
     train_s = time.perf_counter() - start
     train_cpu_s = time.process_time() - cpu0
     if best["state"] is not None:
@@ -346,19 +384,28 @@ def load_saved(args, model: torch.nn.Module, option: str = "load_model") -> dict
 # ----------------------------------------------------------------------------- throughput
 
 
+# NADE's speed target: its log_prob within this factor of the sigmoid floor (the time of the
+# D x H logistic sigmoids its definition needs, which no implementation can avoid).
+FLOOR_TARGET = 2.0
+
+
 @torch.no_grad()
-def throughput(args) -> None:
+def throughput(args) -> dict:
     """``log_prob`` examples/s of NADE vs MADE of the same width, and NADE's arithmetic floor.
 
     The floor row times nothing but the ``B x D x H`` logistic sigmoids that NADE's
     definition requires (one hidden vector per position), applied in place to a
     ``16 x B x H`` buffer ``D / 16`` times: no implementation of NADE with sigmoid units can
-    be faster than that row on this machine with torch's kernels.
+    be faster than that row on this machine with torch's kernels. The target is NADE's
+    time within ``FLOOR_TARGET`` (2x) of the floor's. On CUDA every timed call is
+    synchronized (wall time).
     """
     from pyro_lgm.models import NADE, DeepNADE
 
+    dev, dtype = args.device, args.dtype
     g = torch.Generator().manual_seed(args.seed)
     x = torch.bernoulli(torch.full((args.batch_size, 784), 0.13), generator=g)
+    x = x.to(device=dev, dtype=dtype)
     h = args.hidden
     made = _made_class()
     rows = [
@@ -379,41 +426,68 @@ def throughput(args) -> None:
     ]
     print(
         f"# log_prob throughput, batch {args.batch_size}, threads {torch.get_num_threads()}, "
-        f"{args.repeats} timed repeats after 1 warm-up (median)"
+        f"{args.repeats} timed repeats after 1 warm-up (median wall time"
+        f"{', synchronized' if dev.type == 'cuda' else ''})"
     )
+    print(f"# device {describe(dev)}, dtype {dtype_name(dtype)}")
 
     def timed(fn) -> float:
         fn()  # warm-up
         times = []
         for _ in range(args.repeats):
+            synchronize(dev)
             t = time.perf_counter()
             fn()
+            synchronize(dev)
             times.append(time.perf_counter() - t)
         return sorted(times)[len(times) // 2]
 
     results = {}
     for name, model, xb in rows:
-        model.eval()
+        model.to(device=dev, dtype=dtype).eval()
         med = timed(lambda model=model, xb=xb: model().log_prob(xb))
         results[name] = len(xb) / med
         print(
             f"{name:50s} {len(xb) / med:12.1f} examples/s  ({med * 1e3:.1f} ms per batch of "
             f"{len(xb)})"
         )
-    buf = torch.randn(16, args.batch_size, h)
+    buf = torch.randn(16, args.batch_size, h, device=dev, dtype=dtype)
     med = timed(lambda: [buf.sigmoid_() for _ in range(784 // 16)])
     floor = f"floor: {784} x {h} in-place sigmoids per example"
     results[floor] = args.batch_size / med
     print(f"{floor:50s} {args.batch_size / med:12.1f} examples/s  ({med * 1e3:.1f} ms)")
     names = list(results)
     nade, nade_relu, made1 = (results[n] for n in names[:3])
+    ratios = {
+        "nade_over_made1": made1 / nade,
+        "nade_relu_over_made1": made1 / nade_relu,
+        "floor_over_made1": made1 / results[floor],
+        "nade_over_floor": results[floor] / nade,
+    }
+    verdict = "met" if ratios["nade_over_floor"] <= FLOOR_TARGET else "missed"
     print(
-        f"NADE time / MADE(1 layer) time: {made1 / nade:.2f} (sigmoid), "
-        f"{made1 / nade_relu:.2f} (relu)"
+        f"NADE time / MADE(1 layer) time: {ratios['nade_over_made1']:.2f} (sigmoid), "
+        f"{ratios['nade_relu_over_made1']:.2f} (relu)"
     )
-    print(f"sigmoid floor time / MADE(1 layer) time: {made1 / results[floor]:.2f}")
+    print(f"sigmoid floor time / MADE(1 layer) time: {ratios['floor_over_made1']:.2f}")
+    print(
+        f"NADE time / sigmoid floor time: {ratios['nade_over_floor']:.2f} "
+        f"(target <= {FLOOR_TARGET:g}: {verdict})"
+    )
+    out = {
+        "throughput": results,
+        "ratios": ratios,
+        "floor_target": FLOOR_TARGET,
+        "floor_target_met": verdict == "met",
+        **info(dev, dtype),
+        "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "date": time.strftime("%Y-%m-%d"),
+    }
     if args.out:
-        Path(args.out).write_text(json.dumps({"throughput": results}, indent=2))
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    return out
 
 
 # ----------------------------------------------------------------------------- main
@@ -438,10 +512,12 @@ def parse_args(argv=None):
     p.add_argument(
         "--clock",
         choices=["cpu", "wall"],
-        default="wall",
-        help="what --time-budget counts: wall-clock time, or this process's CPU time (fair "
-        "on a shared machine; with --threads 1 one CPU-minute is one core-minute)",
+        default=None,
+        help="what --time-budget counts: wall-clock time (default), or this process's CPU "
+        "time (fair on a shared machine; with --threads 1 one CPU-minute is one core-minute; "
+        "refused with --device cuda, where it would not count the GPU's work)",
     )
+    add_device_args(p)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--eval-batch-size", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -452,7 +528,22 @@ def parse_args(argv=None):
         help="learning rate: constant, or cosine-annealed to 0 over --time-budget",
     )
     p.add_argument("--num-masks", type=int, default=32, help="made: mask sets (train + test)")
+    p.add_argument(
+        "--blocked",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="made: MADE's blocked masked products (auto: the library's choice on the CPU, "
+        "off on CUDA, where the dense masked product is faster and the block plan would be "
+        "rebuilt on the host at every mask change)",
+    )
     p.add_argument("--num-orderings", type=int, default=16, help="eonade: test orderings")
+    p.add_argument(
+        "--exact-batch-size",
+        type=int,
+        default=None,
+        help="eonade: test images per exact pass (784 network passes each; default "
+        "--eval-batch-size // 50, small for the CPU; a GPU takes hundreds)",
+    )
     p.add_argument(
         "--subset",
         type=int,
@@ -479,6 +570,12 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=None, help="also write the results as JSON here")
+    p.add_argument(
+        "--curve",
+        default=None,
+        help="append one JSON line per validation here (step, epoch, valid NLL, seconds) "
+        "while training",
+    )
     p.add_argument(
         "--save-model",
         default=None,
@@ -510,8 +607,11 @@ def parse_args(argv=None):
     ):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}: expected a positive integer")
+    if args.exact_batch_size is not None and args.exact_batch_size < 1:
+        p.error("--exact-batch-size: expected a positive integer")
     if args.time_budget <= 0 or args.lr <= 0:
         p.error("--time-budget and --lr must be positive")
+    args.clock = check_clock(p, args.clock, args.device) or "wall"
     return args
 
 
@@ -522,28 +622,28 @@ def random_subset(x: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
     return x[torch.randperm(len(x), generator=g)[:n]]
 
 
-def main(argv=None) -> dict | None:
+def main(argv=None) -> dict:
     args = parse_args(argv)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.throughput:
-        throughput(args)
-        return None
+        return throughput(args)
 
     wall = time.perf_counter()
-    x_train = load_binarized_mnist(args.data_dir, "train", dtype=torch.float32)
-    x_valid = load_binarized_mnist(args.data_dir, "valid", dtype=torch.float32)
-    x_test = load_binarized_mnist(args.data_dir, "test", dtype=torch.float32)
+    x_train = load_binarized_mnist(args.data_dir, "train", dtype=args.dtype)
+    x_valid = load_binarized_mnist(args.data_dir, "valid", dtype=args.dtype)
+    x_test = load_binarized_mnist(args.data_dir, "test", dtype=args.dtype)
     if args.subset:
         x_train = x_train[: args.subset]  # train and valid rows are already shuffled
         x_valid = x_valid[: max(1, args.subset // 5)]
         x_test = random_subset(x_test, max(1, args.subset // 5), args.seed + 1)
     x_valid = random_subset(x_valid, args.valid_subset, args.seed + 2)
     x_test = random_subset(x_test, args.test_subset, args.seed + 3)
+    x_train, x_valid, x_test = (x.to(args.device) for x in (x_train, x_valid, x_test))
 
-    model = build_model(args)
+    model = build_model(args).to(device=args.device, dtype=args.dtype)
     masks = None
     if args.model == "made":
         masks = MaskCycle(model, args.num_masks, base_seed=1000 * (args.seed + 1))
@@ -552,6 +652,7 @@ def main(argv=None) -> dict | None:
         f"# {args.model}: {num_params(model)} parameters; train {len(x_train)}, "
         f"valid {len(x_valid)}, test {len(x_test)}; threads {torch.get_num_threads()}"
     )
+    print(f"# device {describe(args.device)}, dtype {dtype_name(args.dtype)}", flush=True)
 
     if args.load_model and args.init_from:
         raise SystemExit("--load-model and --init-from exclude each other")
@@ -567,13 +668,24 @@ def main(argv=None) -> dict | None:
             fit["earlier_run"] = earlier["trained_by"]
             fit["earlier_train_cpu_s"] = earlier["train_cpu_s"]
             fit["total_train_cpu_s"] = earlier["train_cpu_s"] + fit["train_cpu_s"]
+    synchronize(args.device)
     t = time.perf_counter()
     test = test_nll(args, model, x_test, masks)
+    synchronize(args.device)
     test["test_time_s"] = time.perf_counter() - t
     result = {
         "model": args.model,
         "command": command,
+        **info(args.device, args.dtype),
+        "clock": args.clock,
         "params": num_params(model),
+        "hidden": args.hidden,
+        "layers": args.layers if args.model != "nade" else 1,
+        **({"num_masks": args.num_masks, "blocked": args.blocked} if args.model == "made" else {}),
+        **({"num_orderings": args.num_orderings} if args.model == "eonade" else {}),
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "schedule": args.schedule,
         "n_train": len(x_train),
         "n_valid": len(x_valid),
         "n_test": len(x_test),
@@ -589,6 +701,8 @@ def main(argv=None) -> dict | None:
     print(
         f"model {args.model}: {result['params']} parameters, hidden {args.hidden}"
         + (f" x {args.layers} layers" if args.model != "nade" else "")
+        + f"; device {result['device_name']}, dtype {result['dtype']}, "
+        f"time budget counts {args.clock} time"
     )
     if args.load_model:
         print(f"loaded from {args.load_model} (trained by: {fit['trained_by']})")
@@ -599,7 +713,7 @@ def main(argv=None) -> dict | None:
         )
     print(
         f"trained {fit['steps']} steps = {fit['epochs_done']:.2f} epochs in "
-        f"{fit['train_time_s']:.0f} s wall, {fit['train_cpu_s']:.0f} s CPU "
+        f"{fit['train_time_s']:.0f} s wall, {fit['train_cpu_s']:.0f} s CPU of the host "
         f"(stopped by: {fit['stopped_by']}); best valid "
         f"{fit['best_valid_nll']:.3f} nats at epoch {fit['best_epoch']:.2f}"
     )

@@ -23,6 +23,12 @@ figures are measured in this run; nothing is hard-coded.
     python benchmarks/vector_flows.py                 # D in 8, 64, 784
     python benchmarks/vector_flows.py --quick         # D in 8, 64, few repeats
     python benchmarks/vector_flows.py --dims 784 --repeats 9 --blocks 8,4
+    python benchmarks/vector_flows.py --device cuda     # on a GPU (synchronized wall time)
+
+``--device`` (cpu, cuda, cuda:N) and ``--dtype`` (float32, float64) place every
+implementation and its inputs; the device is printed with the results. Times are wall-clock
+(``time.perf_counter``); on CUDA each timed call is bracketed by ``torch.cuda.synchronize``
+so that it counts the kernels' work, not their launch.
 """
 
 from __future__ import annotations
@@ -31,13 +37,17 @@ import argparse
 import math
 import platform
 import random
+import shlex
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
 import pyro.distributions.transforms as T
 import torch
+from bench_device import add_device_args, describe, dtype_name, synchronize
 from torch import nn
 
 from pyro_lgm.models import maf
@@ -101,12 +111,21 @@ def _ours(flow, early_exit: bool = True):
     )
 
 
-def build(d: int, hidden: list[int], layers: int, blocks: list[int], seed: int = 0) -> dict:
+def build(
+    d: int,
+    hidden: list[int],
+    layers: int,
+    blocks: list[int],
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> dict:
     torch.manual_seed(seed)
     impls = {}
     for i, k in enumerate(blocks):
         flow = maf(d, hidden, num_layers=layers)
         perturb(flow)
+        flow.to(device=device, dtype=dtype)
         if k > 0:
             for m in flow.modules():
                 if isinstance(m, MADE):
@@ -118,18 +137,31 @@ def build(d: int, hidden: list[int], layers: int, blocks: list[int], seed: int =
     pyro_layers = [T.affine_autoregressive(d, hidden_dims=hidden) for _ in range(layers)]
     for t in pyro_layers:
         perturb(t)
-    base = dist.Normal(torch.zeros(d), torch.ones(d)).to_event(1)
+        t.to(device=device, dtype=dtype)
+    zeros = torch.zeros(d, device=device, dtype=dtype)
+    base = dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
     # the MAF way: the one-pass direction maps data -> base
     pyro_flow = dist.TransformedDistribution(base, [t.inv for t in reversed(pyro_layers)])
+
+    def pyro_sample(n):
+        # Pyro's sequential inverse builds its buffer in the default dtype
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            return pyro_flow.sample((n,))
+        finally:
+            torch.set_default_dtype(default)
+
     impls["pyro"] = dict(
         params=[p for t in pyro_layers for p in t.parameters()],
         log_prob=pyro_flow.log_prob,
-        sample=lambda n: pyro_flow.sample((n,)),
+        sample=pyro_sample,
     )
 
     if zuko is not None:
         zflow = zuko.flows.MAF(d, transforms=layers, hidden_features=hidden)
         perturb(zflow)
+        zflow.to(device=device, dtype=dtype)
         impls["zuko"] = dict(
             params=list(zflow.parameters()),
             log_prob=lambda x: zflow().log_prob(x),
@@ -138,11 +170,20 @@ def build(d: int, hidden: list[int], layers: int, blocks: list[int], seed: int =
 
     dense = DenseMAF(d, hidden, layers)
     perturb(dense)
+    dense.to(device=device, dtype=dtype)
     impls["dense"] = dict(params=list(dense.parameters()), log_prob=dense.log_prob, sample=None)
     return impls
 
 
-def time_density(impls: dict, d: int, batch: int, repeats: int, warmup: int) -> dict:
+def time_density(
+    impls: dict,
+    d: int,
+    batch: int,
+    repeats: int,
+    warmup: int,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+) -> dict:
     names = [k for k, v in impls.items() if v.get("log_prob") is not None]
     times: dict[str, list[float]] = {k: [] for k in names}
     rng = random.Random(0)
@@ -150,12 +191,15 @@ def time_density(impls: dict, d: int, batch: int, repeats: int, warmup: int) -> 
         rng.shuffle(names)  # no implementation always runs first / after the same one
         for name in names:
             impl = impls[name]
-            x = torch.randn(batch, d)  # fresh tensor every call: no transform cache hit
+            # fresh tensor every call: no transform cache hit
+            x = torch.randn(batch, d, device=device, dtype=dtype)
             for p in impl["params"]:
                 p.grad = None
+            synchronize(device)
             t0 = time.perf_counter()
             loss = -impl["log_prob"](x).mean()
             loss.backward()
+            synchronize(device)
             dt = time.perf_counter() - t0
             if not torch.isfinite(loss):
                 raise RuntimeError(f"{name}: non-finite loss at D={d}")
@@ -164,7 +208,9 @@ def time_density(impls: dict, d: int, batch: int, repeats: int, warmup: int) -> 
     return {k: statistics.median(times[k]) for k in impls if k in times}
 
 
-def time_sample(impls: dict, n: int, repeats: int, warmup: int) -> tuple[dict, list]:
+def time_sample(
+    impls: dict, n: int, repeats: int, warmup: int, device: torch.device = torch.device("cpu")
+) -> tuple[dict, list]:
     names = [k for k, v in impls.items() if v.get("sample") is not None and "[k=" not in k]
     times: dict[str, list[float]] = {k: [] for k in names}
     passes = []
@@ -172,9 +218,11 @@ def time_sample(impls: dict, n: int, repeats: int, warmup: int) -> tuple[dict, l
     for r in range(warmup + repeats):
         rng.shuffle(names)
         for name in names:
+            synchronize(device)
             t0 = time.perf_counter()
             with torch.no_grad():
                 s = impls[name]["sample"](n)
+            synchronize(device)
             dt = time.perf_counter() - t0
             if s.shape[0] != n:
                 raise RuntimeError(f"{name}: bad sample shape {tuple(s.shape)}")
@@ -191,7 +239,7 @@ def ratio(times: dict, a: str, b: str) -> str:
     return f"{times[a] / times[b]:.2f}" if a in times and b in times else "n/a"
 
 
-def main() -> None:
+def main(argv=None) -> list:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dims", type=str, default="8,64,784")
     ap.add_argument("--repeats", type=int, default=7)
@@ -217,7 +265,9 @@ def main() -> None:
         "values time one variant each, the first is reported as 'ours'",
     )
     ap.add_argument("--quick", action="store_true", help="D in 8, 64 and 3 repeats")
-    args = ap.parse_args()
+    ap.add_argument("--out", default=None, help="also write the table as markdown here")
+    add_device_args(ap)
+    args = ap.parse_args(argv)
     if args.quick:
         args.dims, args.repeats, args.warmup, args.sample_repeats = "8,64", 3, 1, 1
     dims = [int(s) for s in args.dims.split(",")]
@@ -230,6 +280,10 @@ def main() -> None:
         f"load average at start {open('/proc/loadavg').read().split()[:3]}"
     )
     print(
+        f"device {describe(args.device)}, dtype {dtype_name(args.dtype)}; wall-clock times"
+        + (", each timed call synchronized" if args.device.type == "cuda" else "")
+    )
+    print(
         f"{args.layers} layers, {args.hidden_layers} hidden layer(s) of {args.hidden_mult}*D, "
         f"batch {args.batch}, median of {args.repeats} (warm-up {args.warmup})",
         flush=True,
@@ -237,8 +291,11 @@ def main() -> None:
     rows = []
     for d in dims:
         hidden = [args.hidden_mult * d] * args.hidden_layers
-        impls = build(d, hidden, args.layers, [int(k) for k in args.blocks.split(",")])
-        dens = time_density(impls, d, args.batch, args.repeats, args.warmup)
+        blocks = [int(k) for k in args.blocks.split(",")]
+        impls = build(d, hidden, args.layers, blocks, device=args.device, dtype=args.dtype)
+        dens = time_density(
+            impls, d, args.batch, args.repeats, args.warmup, args.device, args.dtype
+        )
         print(
             f"D={d:4d} log_prob+backward [ms]: "
             + "  ".join(f"{k} {1e3 * v:.2f}" for k, v in dens.items())
@@ -258,7 +315,7 @@ def main() -> None:
         n = args.sample_batch or (512 if d <= 64 else 16)
         samp, passes = {}, []
         if not args.no_sample:
-            samp, passes = time_sample(impls, n, args.sample_repeats, 1)
+            samp, passes = time_sample(impls, n, args.sample_repeats, 1, args.device)
             print(
                 f"D={d:4d} sample({n}) [ms]: "
                 + "  ".join(f"{k} {1e3 * v:.1f}" for k, v in samp.items())
@@ -277,14 +334,14 @@ def main() -> None:
             )
         rows.append((d, n, dens, samp, passes))
 
-    print(
-        "\n| D | ours ms | pyro ms | zuko ms | dense ms | ours/pyro | ours/zuko | ours/dense "
-        "| pyro/dense | sample n | sample ours/pyro | sample ours-D/pyro | sample ours-D/zuko |"
-    )
-    print("|" + "---|" * 13)
+    table = [
+        "| D | ours ms | pyro ms | zuko ms | dense ms | ours/pyro | ours/zuko | ours/dense "
+        "| pyro/dense | sample n | sample ours/pyro | sample ours-D/pyro | sample ours-D/zuko |",
+        "|" + "---|" * 13,
+    ]
     for d, n, dens, samp, _ in rows:
         ms = {k: f"{1e3 * v:.1f}" for k, v in dens.items()}
-        print(
+        table.append(
             f"| {d} | {ms.get('ours', 'n/a')} | {ms.get('pyro', 'n/a')} | "
             f"{ms.get('zuko', 'n/a')} | {ms.get('dense', 'n/a')} | "
             f"{ratio(dens, 'ours', 'pyro')} | {ratio(dens, 'ours', 'zuko')} | "
@@ -292,6 +349,20 @@ def main() -> None:
             f"{n if samp else '-'} | {ratio(samp, 'ours', 'pyro')} | "
             f"{ratio(samp, 'ours-D', 'pyro')} | {ratio(samp, 'ours-D', 'zuko')} |"
         )
+    command = " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    header = [
+        f"device: {describe(args.device)}, dtype {dtype_name(args.dtype)}",
+        f"command: python {command}",
+        f"date: {time.strftime('%Y-%m-%d %H:%M')}; {args.layers} layers, "
+        f"{args.hidden_layers} hidden layer(s) of {args.hidden_mult}*D, batch {args.batch}, "
+        f"median of {args.repeats} (warm-up {args.warmup}); wall-clock ms of log_prob + "
+        "backward" + (", each call synchronized" if args.device.type == "cuda" else ""),
+    ]
+    print("\n" + "\n".join(header) + "\n\n" + "\n".join(table))
+    if args.out:
+        text = "# MAF speed (benchmarks/vector_flows.py)\n\n" + "\n\n".join(header)
+        Path(args.out).write_text(text + "\n\n" + "\n".join(table) + "\n")
+    return rows
 
 
 if __name__ == "__main__":

@@ -48,6 +48,12 @@ every figure is measured in this run.
     python benchmarks/vector_flows_fit.py                       # full run (~40 CPU-minutes)
     python benchmarks/vector_flows_fit.py --quick               # smoke run (about 2 min)
     python benchmarks/vector_flows_fit.py --sections toy --budget 60 --targets moons
+    python benchmarks/vector_flows_fit.py --device cuda --sections toy   # wall-clock budgets
+
+``--device`` (cpu, cuda, cuda:N) and ``--dtype`` (float32, float64) place the flows and their
+training and evaluation data (the targets are sampled on the CPU and moved); the report names
+the device and dtype. On CUDA the budgets count wall-clock time around synchronized chunks
+(``--clock cpu`` is refused there: CPU time does not count the GPU's work).
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_device import add_device_args, check_clock, describe, dtype_name, synchronize
 
 from pyro_lgm.data import load_debd, load_digits
 from pyro_lgm.data.toy import TARGETS
@@ -170,6 +177,8 @@ def train_for(
             group["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * frac))
         data = make_chunk(k)
         k += 1
+        device = data.device
+        synchronize(device)
         t0 = clock()
         try:
             fit(flow, data, steps=chunk_steps, batch_size=batch_size, optimizer=opt, progress=False)
@@ -180,6 +189,7 @@ def train_for(
             flow.load_state_dict(good[0])
             opt.load_state_dict(good[1])
             base_lr /= 2
+        synchronize(device)
         spent += clock() - t0
         if evaluate is not None:
             loss = evaluate()
@@ -204,19 +214,20 @@ def run_toy(args) -> list[dict]:
             lr = args.lr.get(flow_name, lr)
             desc = f"{desc}, lr {lr:g}"
             torch.manual_seed(args.seed)
-            flow = build()
+            flow = build().to(device=args.device, dtype=args.dtype)
             g = torch.Generator().manual_seed(args.seed)
             n = args.chunk * args.batch_size
 
             def make_chunk(k, target=target, g=g, n=n):
-                return target.sample((n,), generator=g)
+                return target.sample((n,), generator=g).to(device=args.device, dtype=args.dtype)
 
             info = train_for(
                 flow, make_chunk, args.budget, lr, args.chunk, args.batch_size, clock=args.clock_fn
             )
             with torch.no_grad():
                 q = flow()
-                log_q = torch.cat([q.log_prob(c) for c in x_eval.split(8192)]).double()
+                x_dev = x_eval.to(device=args.device, dtype=args.dtype)
+                log_q = torch.cat([q.log_prob(c) for c in x_dev.split(8192)]).double().cpu()
             diff = log_p - log_q
             kl = diff.mean().item()
             se = diff.std().item() / math.sqrt(len(diff))
@@ -286,7 +297,7 @@ def run_tabular(args) -> list[dict]:
 
         def prep(x, g, mu=mu, sd=sd, scale=scale):
             u = torch.rand(x.shape, generator=g, dtype=torch.float64)
-            return (((x + u) / scale - mu) / sd).float()
+            return (((x + u) / scale - mu) / sd).to(device=args.device, dtype=args.dtype)
 
         gv = torch.Generator().manual_seed(20_000 + args.seed)
         valid = prep(raw["valid"], gv)
@@ -295,7 +306,7 @@ def run_tabular(args) -> list[dict]:
 
         def nll(flow, z, log_det=log_det, offset=offset):
             with torch.no_grad():
-                lp = torch.cat([flow().log_prob(c) for c in z.split(4096)]).double()
+                lp = torch.cat([flow().log_prob(c) for c in z.split(4096)]).double().cpu()
             return -(lp + log_det) + offset  # nats per image, discrete bound
 
         for flow_name in args.tab_flows:
@@ -303,7 +314,7 @@ def run_tabular(args) -> list[dict]:
             lr = args.lr.get(flow_name, lr)
             desc = f"{desc}, lr {lr:g}"
             torch.manual_seed(args.seed)
-            flow = build()
+            flow = build().to(device=args.device, dtype=args.dtype)
             g = torch.Generator().manual_seed(args.seed)
             train_x = raw["train"]
 
@@ -366,6 +377,8 @@ def run_demo(args) -> list[dict]:
                     str(args.seed),
                     "--out",
                     str(Path(tmp) / "demo.png"),
+                    "--device",
+                    str(args.device),
                     *extra,
                 ]
                 out = io.StringIO()
@@ -404,7 +417,11 @@ def report(args, toy, tab, demo, sharp=()) -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s))"
     )
     print(f"command: {' '.join(sys.argv)}")
-    print(f"budgets count {'CPU' if args.clock == 'cpu' else 'wall-clock'} seconds")
+    print(f"device {describe(args.device)}, dtype {dtype_name(args.dtype)}")
+    print(
+        f"budgets count {'CPU' if args.clock == 'cpu' else 'wall-clock'} seconds"
+        + (" (synchronized)" if args.device.type == "cuda" else "")
+    )
     if toy:
         print(
             f"\n## KL(target || model), {args.budget:g} s of training per flow and target "
@@ -520,10 +537,11 @@ def main(argv=None) -> int:
     p.add_argument(
         "--clock",
         choices=["cpu", "wall"],
-        default="cpu",
-        help="what the budgets count: this process's CPU time (fair on a shared machine) "
-        "or wall-clock time",
+        default=None,
+        help="what the budgets count: this process's CPU time (the default on the CPU: fair "
+        "on a shared machine) or wall-clock time (the only choice with --device cuda)",
     )
+    add_device_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: tiny budgets")
     args = p.parse_args(argv)
@@ -543,6 +561,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.budget, args.tab_budget = 5.0, 5.0
         args.chunk, args.eval_size, args.test_noise = 20, 5000, 2
+    args.clock = check_clock(p, args.clock, args.device) or "cpu"
     torch.set_num_threads(args.threads)
     args.clock_fn = time.process_time if args.clock == "cpu" else time.perf_counter
     sharp = run_sharpness(args) if "sharpness" in args.sections else []

@@ -1,0 +1,134 @@
+"""Device, dtype and clock options shared by the benchmark scripts (not part of the library).
+
+Every script in ``benchmarks/`` takes ``--device`` (``cpu``, ``cuda``, ``cuda:N``) and, where
+the floating dtype changes what is measured, ``--dtype`` (``float32`` / ``float64``), and
+prints :func:`describe` of the device next to its results.
+
+Timing on a GPU: CUDA kernels run asynchronously, so a timer read without
+:func:`synchronize` measures the launch, not the work; and a CPU-time clock
+(``time.process_time``) counts the host thread only, which says nothing about the GPU's
+work. On ``cuda`` the scripts therefore time with wall-clock time around synchronized
+regions (:func:`check_clock` refuses ``--clock cpu`` there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+
+import torch
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def parse_device(text: str) -> torch.device:
+    """``argparse`` type of ``--device``: ``cpu``, ``cuda`` or ``cuda:N``, checked now.
+
+    Raises ``argparse.ArgumentTypeError`` (exit status 2 with the message) when CUDA is
+    asked for but not available, or the index names a device that is not visible.
+    """
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected 'cpu', 'cuda' or 'cuda:N', got {text!r}"
+        ) from None
+    if dev.type == "cpu":
+        if dev.index not in (None, 0):
+            raise argparse.ArgumentTypeError(f"expected 'cpu' (no index), got {text!r}")
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise argparse.ArgumentTypeError(f"expected 'cpu', 'cuda' or 'cuda:N', got {text!r}")
+    if not torch.cuda.is_available():
+        cuda = torch.version.cuda
+        build = f"built with CUDA {cuda}" if cuda else "a CPU-only build"
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: CUDA is not available on this machine (torch {torch.__version__}, "
+            f"{build}); use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= count:
+        raise argparse.ArgumentTypeError(f"{text!r}: only {count} CUDA device(s) are visible")
+    return torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
+
+
+def parse_dtype(text: str) -> torch.dtype:
+    """``argparse`` type of ``--dtype``: ``float32`` or ``float64``."""
+    if text not in DTYPES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(DTYPES)}, got {text!r}")
+    return DTYPES[text]
+
+
+def add_device_args(
+    parser: argparse.ArgumentParser, dtype: bool = True, default_dtype: str = "float32"
+) -> None:
+    """Add ``--device`` (default ``cpu``) and, if ``dtype``, ``--dtype`` to ``parser``."""
+    parser.add_argument(
+        "--device",
+        type=parse_device,
+        default=torch.device("cpu"),
+        help="torch device: cpu (default), cuda or cuda:N (an error if CUDA is not visible)",
+    )
+    if dtype:
+        parser.add_argument(
+            "--dtype",
+            type=parse_dtype,
+            default=DTYPES[default_dtype],
+            help=f"floating dtype of models and data: float32 or float64 (default {default_dtype})",
+        )
+
+
+def check_clock(parser: argparse.ArgumentParser, clock: str | None, device: torch.device) -> str:
+    """The clock a time budget counts on ``device``.
+
+    On CUDA: ``"wall"`` (``clock`` ``None`` or ``"wall"``); ``"cpu"`` is a usage error, since
+    CPU time counts only the host thread, not the GPU's work. On the CPU: ``clock`` unchanged
+    (``None`` leaves the choice to the script's own default).
+    """
+    if device.type == "cuda":
+        if clock == "cpu":
+            parser.error(
+                "--clock cpu: CPU time counts only the host thread, not the GPU's work; "
+                "use --clock wall (the default) with --device cuda"
+            )
+        return "wall"
+    return clock
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def describe(device: torch.device) -> str:
+    """One line naming the device: the GPU's name, or the CPU, cores and torch threads."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return (
+            f"cuda:{index} ({torch.cuda.get_device_name(index)}, CUDA {torch.version.cuda}, "
+            f"torch {torch.__version__})"
+        )
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"cpu ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__})"
+    )
+
+
+def info(device: torch.device, dtype: torch.dtype | None = None) -> dict:
+    """Device facts for a report file (JSON-serializable)."""
+    out = {
+        "device": str(device),
+        "device_name": describe(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+    }
+    if dtype is not None:
+        out["dtype"] = dtype_name(dtype)
+    return out
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU): call before reading a timer."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

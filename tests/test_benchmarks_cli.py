@@ -1,0 +1,363 @@
+"""The benchmark scripts' device options and ``benchmarks/gpu_check.sh`` (no GPU needed).
+
+The scripts are not part of the library, but their ``--device cpu`` paths, their error for a
+CUDA device that is not there, and the GPU check's pipeline (``--smoke``: the same stages on
+the CPU with tiny sizes) are tested here so that a GPU run does not fail on a typo. Every
+script is run in-process with tiny sizes on a synthetic binarized-MNIST file; the full
+``gpu_check.sh --smoke`` run is marked slow (it starts five Python processes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def _load(name: str):
+    """Import ``benchmarks/<name>.py`` as a module (its sibling imports resolve)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """The scripts set process-wide state meant for a whole run (``pyro.enable_validation``,
+    torch threads, seeds): put it back so that later tests in this worker see the defaults."""
+    import pyro.distributions.util as dist_util
+    import pyro.infer.util as infer_util
+    import pyro.poutine.util as poutine_util
+
+    flags = [m.is_validation_enabled() for m in (dist_util, infer_util, poutine_util)]
+    torch_validate = torch.distributions.Distribution._validate_args
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    rng = torch.random.get_rng_state()
+    yield
+    for m, flag in zip((dist_util, infer_util, poutine_util), flags):
+        m.enable_validation(flag)
+    torch.distributions.Distribution.set_default_validate_args(torch_validate)
+    torch.set_num_threads(threads)
+    torch.set_default_dtype(dtype)
+    torch.random.set_rng_state(rng)
+
+
+@pytest.fixture
+def fake_mnist(tmp_path):
+    """A data home with a tiny random ``binarized_mnist.npz`` (60 / 20 / 20 images)."""
+    rng = np.random.default_rng(0)
+    home = tmp_path / "data"
+    (home / "binarized_mnist").mkdir(parents=True)
+    arrays = {
+        split: (rng.random((n, 784)) < 0.13).astype(np.uint8)
+        for split, n in (("train", 60), ("valid", 20), ("test", 20))
+    }
+    np.savez(home / "binarized_mnist" / "binarized_mnist.npz", **arrays)
+    return home
+
+
+SCRIPTS = ["binarized_mnist", "vector_flows", "planar_radial", "vector_flows_fit"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize(
+    "device_arg, message",
+    [
+        # no CUDA here: "not available"; with a GPU, index 99 is not visible
+        ("cuda:99", r"CUDA is not available|only \d+ CUDA device"),
+        ("tpu", "expected 'cpu', 'cuda' or 'cuda:N'"),
+        ("cpu:1", "expected 'cpu' \\(no index\\)"),
+    ],
+)
+def test_bad_device_exits_2_naming_the_option(script, device_arg, message, capsys):
+    main = _load(script).main
+    with pytest.raises(SystemExit) as exc:
+        main(["--device", device_arg])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --device" in err
+    assert re.search(message, err), err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_cuda_without_a_gpu_says_so(script, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _load(script).main(["--device", "cuda"])
+    assert exc.value.code == 2
+    assert "CUDA is not available on this machine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["binarized_mnist", "vector_flows", "vector_flows_fit"])
+def test_bad_dtype_exits_2(script, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _load(script).main(["--dtype", "float16"])
+    assert exc.value.code == 2
+    assert "argument --dtype: expected one of float32, float64" in capsys.readouterr().err
+
+
+def test_cpu_clock_is_refused_on_cuda(capsys):
+    """A CPU-time budget does not count GPU work: ``--clock cpu`` with CUDA is a usage error."""
+    import argparse
+
+    bench_device = _load("bench_device")
+    parser = argparse.ArgumentParser(prog="x")
+    cuda = torch.device("cuda", 0)  # only compared, never used
+    assert bench_device.check_clock(parser, None, cuda) == "wall"
+    assert bench_device.check_clock(parser, "wall", cuda) == "wall"
+    assert bench_device.check_clock(parser, None, torch.device("cpu")) is None
+    assert bench_device.check_clock(parser, "cpu", torch.device("cpu")) == "cpu"
+    with pytest.raises(SystemExit):
+        bench_device.check_clock(parser, "cpu", cuda)
+    assert "use --clock wall" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["made", "eonade", "nade"])
+def test_binarized_mnist_cpu_float64_writes_device_dtype_and_curve(model, fake_mnist, tmp_path):
+    out, curve = tmp_path / "r.json", tmp_path / "c.jsonl"
+    argv = [
+        f"--model={model}",
+        f"--data-dir={fake_mnist}",
+        "--hidden=8",
+        "--layers=2",
+        "--batch-size=20",
+        "--epochs=2",
+        "--time-budget=10",
+        "--device=cpu",
+        "--dtype=float64",
+        "--num-masks=2",
+        "--num-orderings=2",
+        "--exact-batch-size=7",
+        "--no-progress",
+        f"--out={out}",
+        f"--curve={curve}",
+    ]
+    result = _load("binarized_mnist").main(argv)
+    saved = json.loads(out.read_text())
+    assert saved["device"] == "cpu" and saved["device_name"].startswith("cpu (")
+    assert saved["dtype"] == "float64" and saved["clock"] == "wall"
+    if model == "made":
+        assert saved["blocked"] == "auto"
+    assert saved["steps"] == 6 and saved["n_test"] == 20  # 2 epochs of 3 batches
+    assert math.isfinite(saved["test_nll"]) and saved["test_nll"] == result["test_nll"]
+    rows = [json.loads(line) for line in curve.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6]  # one line per validation (every epoch)
+    assert [r["valid_nll"] for r in rows] == [h["valid_nll"] for h in saved["history"]]
+
+
+def test_binarized_mnist_float64_really_trains_in_float64(fake_mnist, monkeypatch):
+    """The model and the batches it sees have the requested dtype."""
+    bm = _load("binarized_mnist")
+    seen = {}
+    build = bm.build_model
+
+    def spy(args):
+        model = build(args)
+        orig = model.forward
+
+        def forward(*a, **k):
+            seen["param"] = next(model.parameters()).dtype
+            return orig(*a, **k)
+
+        model.forward = forward
+        return model
+
+    monkeypatch.setattr(bm, "build_model", spy)
+    argv = ["--model=made", f"--data-dir={fake_mnist}", "--hidden=8", "--epochs=1"]
+    bm.main([*argv, "--num-masks=1", "--batch-size=60", "--dtype=float64", "--no-progress"])
+    assert seen["param"] == torch.float64
+
+
+def test_made_blocked_products_off_on_cuda_by_default():
+    """``--blocked auto``: the library's choice on the CPU, dense masked products on CUDA
+    (the block plan is rebuilt on the host at every mask change)."""
+    import argparse
+
+    made_fast = _load("binarized_mnist").made_fast
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    ns = lambda blocked, device: argparse.Namespace(blocked=blocked, device=device)
+    assert made_fast(ns("auto", cpu)) is None
+    assert made_fast(ns("auto", cuda)) is False
+    assert made_fast(ns("on", cuda)) is True and made_fast(ns("off", cpu)) is False
+
+
+def test_throughput_prints_nade_over_sigmoid_floor(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    argv = ["--throughput", "--hidden=8", "--batch-size=4", "--repeats=1", f"--out={out}"]
+    result = _load("binarized_mnist").main(argv)
+    text = capsys.readouterr().out
+    rates = result["throughput"]
+    floor = next(v for k, v in rates.items() if k.startswith("floor"))
+    nade = rates["NADE(784, hidden=8)"]
+    ratio = floor / nade  # NADE time / floor time
+    assert result["ratios"]["nade_over_floor"] == pytest.approx(ratio)
+    verdict = "met" if ratio <= 2 else "missed"
+    assert f"NADE time / sigmoid floor time: {ratio:.2f} (target <= 2: {verdict})" in text
+    assert json.loads(out.read_text())["floor_target_met"] == (verdict == "met")
+    assert "# device cpu (" in text and "dtype float32" in text
+
+
+def test_vector_flows_cpu_float64_table(tmp_path, capsys):
+    md = tmp_path / "maf.md"
+    argv = ["--dims=4", "--repeats=1", "--warmup=0", "--sample-repeats=1", "--threads=1"]
+    rows = _load("vector_flows").main([*argv, "--device=cpu", "--dtype=float64", f"--out={md}"])
+    assert [r[0] for r in rows] == [4]
+    dens = rows[0][2]
+    assert {"ours", "pyro", "dense"} <= set(dens) and all(v > 0 for v in dens.values())
+    text = md.read_text()
+    assert "device: cpu (" in text and "dtype float64" in text
+    assert "\n| 4 | " in text
+
+
+def test_planar_radial_cpu(capsys):
+    argv = ["--dims", "2", "--draws", "1", "--repeats", "1", "--warmup", "0", "--batch", "16"]
+    rows = _load("planar_radial").main([*argv, "--device", "cpu"])
+    assert len(rows) == 4  # planar, radial x interior, near the boundary
+    assert all(r["err64"] < 1e-12 for *_, r in rows)
+    assert "device cpu (" in capsys.readouterr().out
+
+
+def test_vector_flows_fit_cpu_float64(capsys):
+    argv = [
+        "--sections=toy",
+        "--targets=moons",
+        "--flows=planar",
+        "--budget=0.05",
+        "--chunk=2",
+        "--eval-size=200",
+        "--device=cpu",
+        "--dtype=float64",
+        "--clock=wall",
+    ]
+    assert _load("vector_flows_fit").main(argv) == 0
+    text = capsys.readouterr().out
+    assert "device cpu (" in text and "dtype float64" in text
+    assert "| moons | planar |" in text
+
+
+# ----------------------------------------------------------------------------- the gpu marker
+
+_COLLECT = r"""
+import json, sys
+import torch
+torch.cuda.is_available = lambda: True  # pretend: collection only, nothing runs
+import pytest
+
+class Grab:
+    items = []
+    def pytest_collection_modifyitems(self, items):
+        for it in items:
+            params = getattr(getattr(it, "callspec", None), "params", {})
+            dev = params.get("device")
+            Grab.items.append([it.nodeid, it.get_closest_marker("gpu") is not None,
+                               "device" in getattr(it, "fixturenames", ()),
+                               isinstance(dev, torch.device) and dev.type == "cuda"])
+
+code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
+                   plugins=[Grab()])
+print("ITEMS=" + json.dumps(Grab.items))
+sys.exit(code)
+"""
+
+
+def test_gpu_marker_selects_exactly_the_cuda_half():
+    """``pytest -m gpu`` (the GPU check's first stage) runs every cuda-parametrized test and
+    nothing else, and each property-suite test takes the ``device`` fixture (so it has a
+    cuda half). CUDA is faked for collection only, in a subprocess."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-c", _COLLECT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    line = next(s for s in proc.stdout.splitlines() if s.startswith("ITEMS="))
+    items = json.loads(line[len("ITEMS=") :])
+    gpu = {nodeid for nodeid, marked, _, _ in items if marked}
+    cuda_runs = {nodeid for nodeid, _, uses, cuda in items if uses and cuda}
+    assert gpu == cuda_runs and len(gpu) > 0
+    for path in ("tests/test_transform_properties.py", "tests/test_distribution_properties.py"):
+        tests = [(nodeid, uses) for nodeid, _, uses, _ in items if nodeid.startswith(path)]
+        assert tests and all(uses for _, uses in tests), path
+        functions = {nodeid.split("[")[0] for nodeid, _ in tests}
+        with_cuda = {nodeid.split("[")[0] for nodeid in gpu if nodeid.startswith(path)}
+        assert functions == with_cuda, path
+
+
+# ----------------------------------------------------------------------------- gpu_check.sh
+
+
+def _gpu_check(args, tmp_path, data, extra_env=None):
+    env = dict(os.environ, PYRO_LGM_DATA=str(data), PYTHON=sys.executable, **(extra_env or {}))
+    env.pop("OUT", None)
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        ["bash", str(BENCH / "gpu_check.sh"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpu_check_fails_fast_without_a_gpu(tmp_path, fake_mnist):
+    out = tmp_path / "out"
+    proc = _gpu_check([str(out)], tmp_path, fake_mnist)
+    assert proc.returncode == 2
+    assert "no usable CUDA GPU" in proc.stderr and "--smoke" in proc.stderr
+    assert (out / "gpu_check.md").read_text().startswith("FAILED before any stage")
+    assert not (out / "stages.tsv").exists()  # nothing ran
+
+
+def test_gpu_check_rejects_bad_settings(tmp_path, fake_mnist):
+    proc = _gpu_check(
+        ["--smoke", str(tmp_path / "o")], tmp_path, fake_mnist, {"GPU_CHECK_STAGES": "maf nope"}
+    )
+    assert proc.returncode == 2 and "unknown stage 'nope'" in proc.stderr
+    proc = _gpu_check(["--bogus"], tmp_path, fake_mnist)
+    assert proc.returncode == 2 and "unknown option --bogus" in proc.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_stage_on_the_cpu(tmp_path, fake_mnist):
+    """``gpu_check.sh --smoke OUTDIR``: all four stages on the CPU, results and summary."""
+    out = tmp_path / "out"
+    proc = _gpu_check(["--smoke", str(out)], tmp_path, fake_mnist)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stages = [line.split("\t") for line in (out / "stages.tsv").read_text().splitlines()[1:]]
+    assert [(s[0], s[1]) for s in stages] == [
+        ("pytest", "0"),
+        ("maf", "0"),
+        ("made", "0"),
+        ("eonade", "0"),
+    ]
+    for model in ("made", "eonade"):
+        r = json.loads((out / f"{model}.json").read_text())
+        assert r["device"] == "cpu" and r["n_test"] in (10, 20)
+        curve = (out / f"{model}_curve.jsonl").read_text().splitlines()
+        assert len(curve) == len(r["history"]) >= 1
+    summary = (out / "gpu_check.md").read_text()
+    assert "mode: CPU smoke" in summary
+    assert "| 8 | " in summary  # the MAF table's row for D=8
+    assert summary.count("**") >= 4  # both test NLLs in bold in the MNIST table
+    assert "2 passed" in summary
