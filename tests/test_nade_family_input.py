@@ -456,3 +456,16 @@ def test_nade_block_size_is_checked():
     d.block_size = 0
     with pytest.raises(ValueError, match=r"^block_size\b"):
         d.log_prob(torch.zeros(3))
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0.0])
+def test_made_resample_order_must_be_a_bool_or_none(value):
+    for made in (lnn.MADE(5, hidden_dims=[8]), lm.MADE(5, hidden_dims=[8])):
+        before = [b.clone() for b in made.buffers()]
+        with pytest.raises(ValueError, match="resample_order"):
+            made.resample_masks(resample_order=value)
+        assert all(torch.equal(a, b) for a, b in zip(before, made.buffers()))
+    with pytest.raises(ValueError, match="resample_order"):
+        lm.MADE(5, hidden_dims=[8]).ensemble_log_prob(
+            torch.zeros(2, 5), num_masks=2, resample_order=value
+        )

@@ -479,6 +479,8 @@ class MADE(nn.Module):
         """
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator: expected a torch.Generator or None, got {generator!r}")
+        if resample_order is not None and not isinstance(resample_order, bool):
+            raise ValueError(f"resample_order: expected a bool or None, got {resample_order!r}")
         gen = generator if generator is not None else self._generator
         if resample_order is None:
             resample_order = self._order_kind == "random"
