@@ -7,10 +7,9 @@ from hypothesis import strategies as st
 
 from pyro_lgm.testing import (
     assert_autoregressive,
-    assert_depends_on_context,
     assert_normalized,
 )
-from tests.cases import all_distribution_cases, context_checks, examples
+from tests.cases import all_distribution_cases, context_checks, examples, run_context_check
 
 CASES = all_distribution_cases()
 CONTEXT = context_checks(CASES)
@@ -68,13 +67,4 @@ def test_autoregressive(case, device, dtype):
 @pytest.mark.parametrize("case, check", CONTEXT, ids=[f"{c.name}-{k.name}" for c, k in CONTEXT])
 def test_depends_on_context(case, check, device, dtype):
     """Changing the context changes the conditional object (see ContextCheck)."""
-
-    @settings(max_examples=examples(check.max_examples))
-    @given(st.data())
-    def inner(data):
-        torch.manual_seed(data.draw(st.integers(0, 2**31 - 1), label="torch seed"))
-        obj, x, context, other = check.make(data.draw, dtype, device)
-        assert context.dtype == dtype and context.device.type == device.type
-        assert_depends_on_context(obj, x, context, other)
-
-    inner()
+    run_context_check(check, device, dtype)

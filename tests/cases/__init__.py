@@ -68,6 +68,24 @@ class ContextCheck:
     max_examples: int = 5
 
 
+def run_context_check(check: ContextCheck, device, dtype) -> None:
+    """Hypothesis run of ``assert_depends_on_context`` for one :class:`ContextCheck`."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pyro_lgm.testing import assert_depends_on_context
+
+    @settings(max_examples=examples(check.max_examples))
+    @given(st.data())
+    def inner(data):
+        torch.manual_seed(data.draw(st.integers(0, 2**31 - 1), label="torch seed"))
+        obj, x, context, other = check.make(data.draw, dtype, device)
+        assert context.dtype == dtype and context.device.type == device.type
+        assert_depends_on_context(obj, x, context, other)
+
+    inner()
+
+
 def draw_context_pair(draw: Draw, context_dim: int, dtype, device, batch: int = CONTEXT_BATCH):
     """A ``(batch, context_dim)`` context and a second one that differs from it in every
     entry (the first plus a drawn non-zero Gaussian tensor)."""
