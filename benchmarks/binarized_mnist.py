@@ -111,9 +111,9 @@ def made_fast(args) -> bool | None:
     """``fast`` of MADE's network for ``--blocked``: ``None`` is the library's own choice.
 
     ``auto`` keeps the library's choice on the CPU and turns the blocked products off on
-    CUDA: their block plan is rebuilt on the host (the masks copied to the CPU and scanned)
-    after every mask change, i.e. at every step when masks are cycled, while one dense
-    masked product per layer is what a GPU does best.
+    CUDA: their block plan is rebuilt after every mask change, i.e. at every step when masks
+    are cycled, with a host synchronization per row block, while one dense masked product
+    per layer is what a GPU does best.
     """
     if args.blocked == "auto":
         return False if args.device.type == "cuda" else None
@@ -534,7 +534,7 @@ def parse_args(argv=None):
         default="auto",
         help="made: MADE's blocked masked products (auto: the library's choice on the CPU, "
         "off on CUDA, where the dense masked product is faster and the block plan would be "
-        "rebuilt on the host at every mask change)",
+        "rebuilt at every mask change)",
     )
     p.add_argument("--num-orderings", type=int, default=16, help="eonade: test orderings")
     p.add_argument(

@@ -292,3 +292,35 @@ def test_nograd_weight_cache_follows_parameters_and_masks(fast):
         torch.testing.assert_close(made(x, c), made.forward_reference(x, c))
         made.load_state_dict(MADE(6, [10], [1, 1], context_dim=2).double().state_dict())
         torch.testing.assert_close(made(x, c), made.forward_reference(x, c))
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(
+    rows=st.integers(1, 70),
+    cols=st.integers(0, 40),
+    density=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
+    min_block=st.integers(1, 20),
+    max_blocks=st.integers(1, 9),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_block_plan_is_the_tightest_cover_of_any_mask(
+    rows, cols, density, min_block, max_blocks, seed
+):
+    """Each row block's column range holds every non-zero of its rows and no more."""
+    from pyro_lgm.nn.masked import _block_plan
+
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(rows, cols, generator=g) < density).float()
+    plan = _block_plan(mask, min_block, max_blocks)
+    assert plan.blocks[0][0] == 0 and plan.blocks[-1][1] == rows
+    area = 0
+    for (r0, r1, lo, hi), nxt in zip(plan.blocks, plan.blocks[1:] + ((rows,),)):
+        assert r1 == nxt[0] and r0 < r1
+        block = mask[r0:r1]
+        assert block[:, :lo].sum() == 0 and block[:, hi:].sum() == 0  # covers every one
+        if hi > lo:  # tight: the first and last columns of the range are used
+            assert block[:, lo].sum() > 0 and block[:, hi - 1].sum() > 0
+        else:
+            assert (lo, hi) == (0, 0) and block.sum() == 0
+        area += (r1 - r0) * (hi - lo)
+    assert plan.coverage == area / max(1, rows * cols)
