@@ -16,7 +16,14 @@ from pyro_lgm.transforms import (
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
-from tests.cases import CONTEXT_BATCH, ContextCheck, TransformCase, draw_context_pair, perturb_all
+from tests.cases import (
+    CONTEXT_BATCH,
+    ContextCheck,
+    TransformCase,
+    draw_context_pair,
+    live_units,
+    perturb_all,
+)
 
 
 def draw_order(draw, d: int):
@@ -93,11 +100,16 @@ def context_check(draw, dtype, device):
     c = draw(st.integers(1, 4), label="context_dim")
     kind = draw(st.sampled_from(["layer", "maf", "iaf"]), label="object")
     if kind == "layer":
-        module = conditional_affine_autoregressive(d, c, **draw_made_kwargs(draw, d))
+        # Tanh and width >= 4: a narrow ReLU layer after the first can be dead for every
+        # context, and a chain of width-1 layers can pass the context on arbitrarily weakly
+        kwargs = {**draw_made_kwargs(draw, d), "activation": torch.nn.Tanh}
+        kwargs["hidden_dims"] = [max(4, h) for h in kwargs["hidden_dims"]]
+        module = conditional_affine_autoregressive(d, c, **kwargs)
     else:
         hidden = [draw(st.integers(1, 3 * d + 2), label="width")]
         module = (maf if kind == "maf" else iaf)(d, hidden, num_layers=2, context_dim=c)
     perturb_all(module, draw(lst.seeds(), label="weights seed"))
+    live_units(module)
     module = module.to(dtype=dtype, device=device)
     x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device), label="x")
     return (module, x, *draw_context_pair(draw, c, dtype, device))

@@ -9,7 +9,7 @@ from torch import nn
 from pyro_lgm import distributions as ld
 from pyro_lgm import models as lm
 from pyro_lgm.testing import strategies as lst
-from tests.cases import CONTEXT_BATCH, ContextCheck, DistributionCase, draw_context_pair
+from tests.cases import CONTEXT_BATCH, ContextCheck, DistributionCase, draw_context_pair, live_units
 
 _B = 8  # batch of the autoregressive checks: x is (B, D), a context (B, C)
 
@@ -160,10 +160,12 @@ def made_context(draw, dtype, device):
     kw = {"categorical": dict(num_classes=k), "mog": dict(num_components=k)}.get(kind, {})
     model = lm.MADE(
         d,
-        hidden_dims=tuple(draw(st.integers(1, 10)) for _ in range(draw(st.integers(0, 2)))),
+        # width >= 4: a chain of width-1 layers can pass the context on arbitrarily weakly
+        hidden_dims=tuple(draw(st.integers(4, 10)) for _ in range(draw(st.integers(0, 2)))),
         conditional=kind,
         context_dim=3,
         skip_connections=draw(st.booleans()),
+        activation=torch.nn.Tanh,  # a narrow ReLU layer can be dead for every context
         seed=draw(lst.seeds()),
         **kw,
     )
@@ -171,6 +173,7 @@ def made_context(draw, dtype, device):
         g = _gen(draw)
         for p in model.parameters():
             p.add_(0.5 * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p))
+    live_units(model)
     model = model.to(dtype=dtype, device=device)
     g = _gen(draw)
     if kind == "mog":

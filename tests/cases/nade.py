@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from pyro_lgm import distributions as ld
 from pyro_lgm import models as lm
 from pyro_lgm.testing import strategies as lst
-from tests.cases import CONTEXT_BATCH, ContextCheck, DistributionCase, draw_context_pair
+from tests.cases import CONTEXT_BATCH, ContextCheck, DistributionCase, draw_context_pair, live_units
 
 
 def _gen(draw):
@@ -204,6 +204,7 @@ def nade_context(draw, dtype, device):
         seed=draw(lst.seeds()),
     )
     _perturb(model, _gen(draw), 0.5)
+    live_units(model)
     model = model.to(dtype=dtype, device=device)
     return (model, _x_binary(draw, d, dtype, device), *draw_context_pair(draw, _C, dtype, device))
 
@@ -219,6 +220,9 @@ def rnade_context(draw, dtype, device):
         seed=draw(lst.seeds()),
     )
     _perturb(model, _gen(draw), 0.5)
+    live_units(model)
+    with torch.no_grad():  # rho near 0 makes every hidden unit sigma(0): flat, legitimately
+        model.rho.abs_().add_(0.5)
     model = model.to(dtype=dtype, device=device)
     x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device))
     return (model, x, *draw_context_pair(draw, _C, dtype, device))
@@ -236,6 +240,7 @@ def deepnade_context(draw, dtype, device):
         seed=draw(lst.seeds()),
     )
     _perturb(model, _gen(draw), 0.3)
+    live_units(model)
     model = model.to(dtype=dtype, device=device)
     if draw(st.booleans()):
         order = _perm(draw, d)
