@@ -84,6 +84,9 @@ MUTS = [
 
 def main() -> int:
     only = sys.argv[1:]
+    if {"-h", "--help"} & set(only):
+        print(__doc__)
+        return 0
     missed = 0
     for name, path, old, new, tests in MUTS:
         if only and not any(o in name for o in only):
