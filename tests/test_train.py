@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -804,6 +805,7 @@ def test_progress_lines_every_interval_and_a_last_one(capsys, monkeypatch):
 
 
 _DDP_SCRIPT = """
+import gc
 import sys
 
 import torch
@@ -872,8 +874,13 @@ torch.save(
     },
     f"{out}/rank{dist.get_rank()}.pt",
 )
+gc.collect()  # the DDP wrappers of the failed fits go before their process group does
+dist.barrier()
 dist.destroy_process_group()
 """
+
+
+_TEARDOWN_ABORT = "terminate called without an active exception"
 
 
 def test_fit_under_torchrun_two_cpu_processes_equals_one_process_at_the_global_batch(tmp_path):
@@ -886,7 +893,15 @@ def test_fit_under_torchrun_two_cpu_processes_equals_one_process_at_the_global_b
         env.pop(var, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     cmd += ["--standalone", str(script), str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    for attempt in range(2):
+        run = dict(capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+        proc = subprocess.run(cmd, **run)
+        if proc.returncode == 0 or _TEARDOWN_ABORT not in proc.stderr or attempt == 1:
+            break
+        # Seen twice in about 20 full-suite runs on 2026-12-01 (never in 50 launches of the
+        # script alone, with or without load): a rank dies with a bare C++ std::terminate and
+        # no Python traceback. Unexplained; one relaunch, and the results must still hold.
+        warnings.warn(f"torchrun: {_TEARDOWN_ABORT!r}; relaunching once", stacklevel=1)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
 
