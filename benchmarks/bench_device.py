@@ -19,38 +19,9 @@ import platform
 
 import torch
 
+from pyro_lgm.cli import parse_device  # the library's own --device parser
+
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def parse_device(text: str) -> torch.device:
-    """``argparse`` type of ``--device``: ``cpu``, ``cuda`` or ``cuda:N``, checked now.
-
-    Raises ``argparse.ArgumentTypeError`` (exit status 2 with the message) when CUDA is
-    asked for but not available, or the index names a device that is not visible.
-    """
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"expected 'cpu', 'cuda' or 'cuda:N', got {text!r}"
-        ) from None
-    if dev.type == "cpu":
-        if dev.index not in (None, 0):
-            raise argparse.ArgumentTypeError(f"expected 'cpu' (no index), got {text!r}")
-        return torch.device("cpu")
-    if dev.type != "cuda":
-        raise argparse.ArgumentTypeError(f"expected 'cpu', 'cuda' or 'cuda:N', got {text!r}")
-    if not torch.cuda.is_available():
-        cuda = torch.version.cuda
-        build = f"built with CUDA {cuda}" if cuda else "a CPU-only build"
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: CUDA is not available on this machine (torch {torch.__version__}, "
-            f"{build}); use --device cpu"
-        )
-    count = torch.cuda.device_count()
-    if dev.index is not None and dev.index >= count:
-        raise argparse.ArgumentTypeError(f"{text!r}: only {count} CUDA device(s) are visible")
-    return torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
 
 
 def parse_dtype(text: str) -> torch.dtype:

@@ -29,7 +29,7 @@ from typing import NoReturn
 
 import torch
 
-__all__ = ["FLOWS", "TARGETS", "main", "register_flow"]
+__all__ = ["FLOWS", "TARGETS", "main", "parse_device", "register_flow"]
 
 
 # ------------------------------------------------------------------------- flow registry
@@ -126,25 +126,41 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _device(text: str) -> torch.device:
+def parse_device(text: str) -> torch.device:
+    """``argparse`` type of a ``--device`` option: ``cpu``, ``cuda`` or ``cuda:N``, checked now.
+
+    Raises ``argparse.ArgumentTypeError`` (exit status 2 with its message) for another device
+    type, a CPU index other than 0, CUDA asked for where it is not available, or a CUDA index
+    that is not visible. ``cuda`` without an index resolves to the current CUDA device. The
+    benchmark scripts use the same parser.
+
+    Example:
+        >>> parse_device("cpu")
+        device(type='cpu')
+    """
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError):
         raise argparse.ArgumentTypeError(
-            f"expected a torch device such as 'cpu' or 'cuda:0', got {text!r}"
+            f"expected 'cpu', 'cuda' or 'cuda:N', got {text!r}"
         ) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
-            )
-    elif dev.type != "cpu":
-        raise argparse.ArgumentTypeError(f"expected 'cpu' or 'cuda[:N]', got {text!r}")
-    elif dev.index not in (None, 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: there is one CPU device, 'cpu' (or 'cpu:0')")
-    return dev
+    if dev.type == "cpu":
+        if dev.index not in (None, 0):
+            raise argparse.ArgumentTypeError(f"expected 'cpu' (no index), got {text!r}")
+        return dev
+    if dev.type != "cuda":
+        raise argparse.ArgumentTypeError(f"expected 'cpu', 'cuda' or 'cuda:N', got {text!r}")
+    if not torch.cuda.is_available():
+        cuda = torch.version.cuda
+        build = f"built with CUDA {cuda}" if cuda else "a CPU-only build"
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: CUDA is not available on this machine (torch {torch.__version__}, "
+            f"{build}); use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= count:
+        raise argparse.ArgumentTypeError(f"{text!r}: only {count} CUDA device(s) are visible")
+    return torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
 
 
 def _png_path(text: str) -> str:
@@ -225,7 +241,7 @@ def _parser() -> _Parser:
         help="where to write the PNG (target density | learned density | samples)",
     )
     demo.add_argument(
-        "--device", type=_device, default="cpu", help="torch device: cpu, cuda, cuda:N"
+        "--device", type=parse_device, default="cpu", help="torch device: cpu, cuda, cuda:N"
     )
     demo.add_argument(
         "--threads",

@@ -270,8 +270,8 @@ def test_a_degenerate_run_exits_1(tmp_path, capsys, flow, lr, why):
 
 
 def test_cpu_device_index_zero_is_the_cpu():
-    assert cli._device("cpu:0") == torch.device("cpu", 0)
-    assert cli._device("cpu") == torch.device("cpu")
+    assert cli.parse_device("cpu:0") == torch.device("cpu", 0)
+    assert cli.parse_device("cpu") == torch.device("cpu")
 
 
 def test_two_test_samples_give_finite_standard_errors_without_warnings(tmp_path, capsys):
