@@ -113,6 +113,18 @@ def draw_context_pair(draw: Draw, context_dim: int, dtype, device, batch: int = 
     return first, first + step
 
 
+def perturbed_context_case(draw: Draw, module: torch.nn.Module, d: int, c: int, dtype, device):
+    """``(module, x, context, other_context)`` for a vector ``ContextCheck``: ``module``
+    perturbed (:func:`perturb_all`) with live units (:func:`live_units`), moved to
+    ``dtype``/``device``, ``CONTEXT_BATCH`` points ``x`` of size ``d`` and a context pair of size
+    ``c`` (:func:`draw_context_pair`)."""
+    perturb_all(module, draw(lst.seeds(), label="weights seed"))
+    live_units(module)
+    module = module.to(dtype=dtype, device=device)
+    x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device), label="x")
+    return (module, x, *draw_context_pair(draw, c, dtype, device))
+
+
 @torch.no_grad()
 def live_units(module: torch.nn.Module, margin: float = 0.5) -> None:
     """Make every bias positive (``|b| + margin``) so that ReLU units are alive.
@@ -231,4 +243,5 @@ __all__ = [
     "draw_context_pair",
     "live_units",
     "perturb_all",
+    "perturbed_context_case",
 ]

@@ -17,12 +17,9 @@ from pyro_lgm.transforms import (
     conditional_affine_autoregressive,
 )
 from tests.cases import (
-    CONTEXT_BATCH,
     ContextCheck,
     TransformCase,
-    draw_context_pair,
-    live_units,
-    perturb_all,
+    perturbed_context_case,
 )
 
 
@@ -108,11 +105,7 @@ def context_check(draw, dtype, device):
     else:
         hidden = [draw(st.integers(1, 3 * d + 2), label="width")]
         module = (maf if kind == "maf" else iaf)(d, hidden, num_layers=2, context_dim=c)
-    perturb_all(module, draw(lst.seeds(), label="weights seed"))
-    live_units(module)
-    module = module.to(dtype=dtype, device=device)
-    x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device), label="x")
-    return (module, x, *draw_context_pair(draw, c, dtype, device))
+    return perturbed_context_case(draw, module, d, c, dtype, device)
 
 
 TRANSFORM_CASES = [

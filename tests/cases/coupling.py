@@ -25,12 +25,9 @@ from pyro_lgm.transforms import (
     conditional_affine_coupling,
 )
 from tests.cases import (
-    CONTEXT_BATCH,
     ContextCheck,
     TransformCase,
-    draw_context_pair,
-    live_units,
-    perturb_all,
+    perturbed_context_case,
 )
 
 
@@ -160,11 +157,7 @@ def _context_check(helper):
         else:
             invert = draw(st.booleans(), label="invert")
             module = helper(d, c, hidden, draw_mask(draw, d), invert)
-        perturb_all(module, draw(lst.seeds(), label="weights seed"))
-        live_units(module)
-        module = module.to(dtype=dtype, device=device)
-        x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device), label="x")
-        return (module, x, *draw_context_pair(draw, c, dtype, device))
+        return perturbed_context_case(draw, module, d, c, dtype, device)
 
     return make
 

@@ -38,12 +38,9 @@ from pyro_lgm.transforms import (
     conditional_radial,
 )
 from tests.cases import (
-    CONTEXT_BATCH,
     ContextCheck,
     TransformCase,
-    draw_context_pair,
-    live_units,
-    perturb_all,
+    perturbed_context_case,
 )
 
 # float32: bound eps (1.2e-7) * |y| (<~ 8) / margin^1.5 (margin >= 1e-2) ~ 1e-3 (see above);
@@ -242,11 +239,7 @@ def context_check(helper, flow_builder):
             module = flow_builder(d, c, num_layers=draw(st.integers(1, 3)), hidden_dims=hidden)
         else:
             module = helper(d, c, hidden)
-        perturb_all(module, draw(lst.seeds(), label="weights seed"))
-        live_units(module)
-        module = module.to(dtype=dtype, device=device)
-        x = draw(lst.tensors((CONTEXT_BATCH, d), dtype=dtype, device=device), label="x")
-        return (module, x, *draw_context_pair(draw, c, dtype, device))
+        return perturbed_context_case(draw, module, d, c, dtype, device)
 
     return make
 
