@@ -2,7 +2,7 @@
 
 from pyro_lgm.models.autoregressive import iaf, maf
 from pyro_lgm.models.coupling import nice, realnvp
-from pyro_lgm.models.flow import Flow
+from pyro_lgm.models.flow import ConditionalNormal, Flow
 from pyro_lgm.models.made import MADE
 from pyro_lgm.models.nade import NADE, RNADE, DeepNADE
 from pyro_lgm.models.stacks import (
@@ -12,7 +12,7 @@ from pyro_lgm.models.stacks import (
     radial_flow,
 )
 
-__all__ = ["Flow", "nice", "realnvp"]
+__all__ = ["ConditionalNormal", "Flow", "nice", "realnvp"]
 __all__ += ["DeepNADE", "MADE", "NADE", "RNADE"]
 __all__ += ["conditional_planar_flow", "conditional_radial_flow", "planar_flow", "radial_flow"]
 __all__ += ["iaf", "maf"]

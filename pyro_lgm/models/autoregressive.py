@@ -19,7 +19,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_lgm.models.flow import Flow
+from pyro_lgm.models.flow import BaseLike, Flow
 from pyro_lgm.nn.masked import MADE
 from pyro_lgm.transforms.autoregressive import (
     AffineAutoregressive,
@@ -106,6 +106,7 @@ def maf(
     activation: type[nn.Module] = nn.ReLU,
     log_scale_bound: float = 3.0,
     seed: int | None = None,
+    base: BaseLike = None,
 ) -> Flow:
     r"""Masked autoregressive flow (Papamakarios et al., 2017): cheap density, sequential sampling.
 
@@ -138,6 +139,9 @@ def maf(
         G. Papamakarios, T. Pavlakou, I. Murray. *Masked Autoregressive Flow for Density
         Estimation*. NeurIPS 2017.
 
+        base: the base distribution (default :math:`N(0, I)`): a distribution or a module
+            returning one, e.g. :class:`~pyro_lgm.models.ConditionalNormal` (see
+            :class:`~pyro_lgm.models.Flow`).
     Example:
         >>> import torch
         >>> flow = maf(3, hidden_dims=[16], num_layers=2)
@@ -162,7 +166,7 @@ def maf(
         transforms = [_InverseConditional(t) for t in reversed(layers)]
     else:
         transforms = [t.inv for t in reversed(layers)]
-    flow = Flow((input_dim,), transforms, conditional=bool(context_dim))
+    flow = Flow((input_dim,), transforms, conditional=bool(context_dim), base=base)
     flow.add_module("autoregressive_layers", nn.ModuleList(layers))
     return flow
 
@@ -178,6 +182,7 @@ def iaf(
     activation: type[nn.Module] = nn.ReLU,
     log_scale_bound: float = 3.0,
     seed: int | None = None,
+    base: BaseLike = None,
 ) -> Flow:
     r"""Inverse autoregressive flow (Kingma et al., 2016): cheap sampling, sequential density.
 
@@ -213,6 +218,9 @@ def iaf(
         D. P. Kingma, T. Salimans, R. Jozefowicz, X. Chen, I. Sutskever, M. Welling.
         *Improved Variational Inference with Inverse Autoregressive Flow*. NeurIPS 2016.
 
+        base: the base distribution (default :math:`N(0, I)`): a distribution or a module
+            returning one, e.g. :class:`~pyro_lgm.models.ConditionalNormal` (see
+            :class:`~pyro_lgm.models.Flow`).
     Example:
         >>> import torch
         >>> flow = iaf(3, hidden_dims=[16], num_layers=2, context_dim=2)
@@ -232,4 +240,4 @@ def iaf(
         log_scale_bound,
         seed,
     )
-    return Flow((input_dim,), layers, conditional=bool(context_dim))
+    return Flow((input_dim,), layers, conditional=bool(context_dim), base=base)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.distributions import Transform
 
-from pyro_lgm.models.flow import Flow
+from pyro_lgm.models.flow import BaseLike, Flow
 from pyro_lgm.transforms.actnorm import ActNorm
 from pyro_lgm.transforms.coupling import (
     MaskLike,
@@ -39,6 +39,7 @@ def nice(
     hidden_dims: Sequence[int] | None = None,
     mask: MaskLike = "alternating",
     activation: type[nn.Module] = nn.ReLU,
+    base: BaseLike = None,
 ) -> Flow:
     r"""NICE (Dinh et al., 2015): additive couplings and a final diagonal scaling.
 
@@ -67,6 +68,9 @@ def nice(
         A :class:`~pyro_lgm.models.Flow`; ``flow()`` is a distribution with event shape
         ``(D,)``.
 
+        base: the base distribution (default :math:`N(0, I)`): a distribution or a module
+            returning one, e.g. :class:`~pyro_lgm.models.ConditionalNormal` (see
+            :class:`~pyro_lgm.models.Flow`).
     Example:
         >>> import torch
         >>> flow = nice(2, num_layers=2, hidden_dims=[8])
@@ -80,7 +84,7 @@ def nice(
         transforms.append(
             additive_coupling(input_dim, hidden_dims, mask, k % 2 == 1, activation=activation)
         )
-    return Flow((input_dim,), transforms)
+    return Flow((input_dim,), transforms, base=base)
 
 
 def realnvp(
@@ -94,6 +98,7 @@ def realnvp(
     log_scale_bound: float = 3.0,
     activation: type[nn.Module] = nn.ReLU,
     seed: int | None = None,
+    base: BaseLike = None,
 ) -> Flow:
     r"""RealNVP for vectors (Dinh et al., 2017): affine couplings, ActNorm, permutations.
 
@@ -130,6 +135,9 @@ def realnvp(
     Returns:
         A :class:`~pyro_lgm.models.Flow` with event shape ``(D,)``.
 
+        base: the base distribution (default :math:`N(0, I)`): a distribution or a module
+            returning one, e.g. :class:`~pyro_lgm.models.ConditionalNormal` (see
+            :class:`~pyro_lgm.models.Flow`).
     Example:
         >>> import torch
         >>> flow = realnvp(3, num_layers=2, hidden_dims=[8], context_dim=2)
@@ -163,4 +171,4 @@ def realnvp(
                 transforms.append(Permute(torch.randperm(input_dim, generator=generator)))
         if actnorm:
             transforms.append(ActNorm(input_dim))
-    return Flow((input_dim,), transforms, conditional=context_dim > 0)
+    return Flow((input_dim,), transforms, conditional=context_dim > 0, base=base)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyro_lgm.models.flow import Flow
+from pyro_lgm.models.flow import BaseLike, Flow
 from pyro_lgm.transforms._common import _check_positive_int
 from pyro_lgm.transforms.planar import conditional_planar, planar
 from pyro_lgm.transforms.radial import conditional_radial, radial
@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-def planar_flow(input_dim: int, num_layers: int = 8) -> Flow:
+def planar_flow(input_dim: int, num_layers: int = 8, *, base: BaseLike = None) -> Flow:
     r"""A stack of ``num_layers`` :class:`~pyro_lgm.transforms.Planar` layers over N(0, I).
 
     .. math::
@@ -44,6 +44,9 @@ def planar_flow(input_dim: int, num_layers: int = 8) -> Flow:
         input_dim: size ``D`` of the event; samples are ``(..., D)``.
         num_layers: number ``K`` of planar layers.
 
+        base: the base distribution (default :math:`N(0, I)`): a distribution or a module
+            returning one, e.g. :class:`~pyro_lgm.models.ConditionalNormal` (see
+            :class:`~pyro_lgm.models.Flow`).
     Example:
         >>> import torch
         >>> _ = torch.manual_seed(0)
@@ -53,10 +56,10 @@ def planar_flow(input_dim: int, num_layers: int = 8) -> Flow:
     """
     input_dim = _check_positive_int("input_dim", input_dim)
     num_layers = _check_positive_int("num_layers", num_layers)
-    return Flow((input_dim,), [planar(input_dim) for _ in range(num_layers)])
+    return Flow((input_dim,), [planar(input_dim) for _ in range(num_layers)], base=base)
 
 
-def radial_flow(input_dim: int, num_layers: int = 8) -> Flow:
+def radial_flow(input_dim: int, num_layers: int = 8, *, base: BaseLike = None) -> Flow:
     r"""A stack of ``num_layers`` :class:`~pyro_lgm.transforms.Radial` layers over N(0, I).
 
     .. math::
@@ -73,6 +76,9 @@ def radial_flow(input_dim: int, num_layers: int = 8) -> Flow:
         input_dim: size ``D`` of the event.
         num_layers: number ``K`` of radial layers.
 
+        base: the base distribution (default :math:`N(0, I)`): a distribution or a module
+            returning one, e.g. :class:`~pyro_lgm.models.ConditionalNormal` (see
+            :class:`~pyro_lgm.models.Flow`).
     Example:
         >>> import torch
         >>> _ = torch.manual_seed(0)
@@ -82,7 +88,7 @@ def radial_flow(input_dim: int, num_layers: int = 8) -> Flow:
     """
     input_dim = _check_positive_int("input_dim", input_dim)
     num_layers = _check_positive_int("num_layers", num_layers)
-    return Flow((input_dim,), [radial(input_dim) for _ in range(num_layers)])
+    return Flow((input_dim,), [radial(input_dim) for _ in range(num_layers)], base=base)
 
 
 def conditional_planar_flow(
@@ -90,6 +96,8 @@ def conditional_planar_flow(
     context_dim: int,
     num_layers: int = 8,
     hidden_dims: Sequence[int] | None = None,
+    *,
+    base: BaseLike = None,
 ) -> Flow:
     r"""A stack of :class:`~pyro_lgm.transforms.ConditionalPlanar` layers: :math:`p(x \mid s)`.
 
@@ -111,6 +119,9 @@ def conditional_planar_flow(
         hidden_dims: hidden widths of each layer's network (see
             :func:`~pyro_lgm.transforms.conditional_planar`).
 
+        base: the base distribution (default :math:`N(0, I)`): a distribution or a module
+            returning one, e.g. :class:`~pyro_lgm.models.ConditionalNormal` (see
+            :class:`~pyro_lgm.models.Flow`).
     Example:
         >>> import torch
         >>> _ = torch.manual_seed(0)
@@ -121,7 +132,7 @@ def conditional_planar_flow(
     input_dim = _check_positive_int("input_dim", input_dim)
     num_layers = _check_positive_int("num_layers", num_layers)
     layers = [conditional_planar(input_dim, context_dim, hidden_dims) for _ in range(num_layers)]
-    return Flow((input_dim,), layers, conditional=True)
+    return Flow((input_dim,), layers, conditional=True, base=base)
 
 
 def conditional_radial_flow(
@@ -129,6 +140,8 @@ def conditional_radial_flow(
     context_dim: int,
     num_layers: int = 8,
     hidden_dims: Sequence[int] | None = None,
+    *,
+    base: BaseLike = None,
 ) -> Flow:
     r"""A stack of :class:`~pyro_lgm.transforms.ConditionalRadial` layers: :math:`p(x \mid s)`.
 
@@ -146,6 +159,9 @@ def conditional_radial_flow(
         num_layers: number ``K`` of layers.
         hidden_dims: hidden widths of each layer's network.
 
+        base: the base distribution (default :math:`N(0, I)`): a distribution or a module
+            returning one, e.g. :class:`~pyro_lgm.models.ConditionalNormal` (see
+            :class:`~pyro_lgm.models.Flow`).
     Example:
         >>> import torch
         >>> _ = torch.manual_seed(0)
@@ -156,4 +172,4 @@ def conditional_radial_flow(
     input_dim = _check_positive_int("input_dim", input_dim)
     num_layers = _check_positive_int("num_layers", num_layers)
     layers = [conditional_radial(input_dim, context_dim, hidden_dims) for _ in range(num_layers)]
-    return Flow((input_dim,), layers, conditional=True)
+    return Flow((input_dim,), layers, conditional=True, base=base)

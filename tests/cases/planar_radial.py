@@ -25,7 +25,13 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from pyro_lgm.models import Flow, conditional_planar_flow, conditional_radial_flow
+from pyro_lgm.models import (
+    ConditionalNormal,
+    Flow,
+    conditional_planar_flow,
+    conditional_radial_flow,
+    planar_flow,
+)
 from pyro_lgm.testing import strategies as lst
 from pyro_lgm.transforms import (
     ConditionalPlanar,
@@ -255,6 +261,23 @@ _RADIAL_CONTEXT = ContextCheck(
     context_check(conditional_radial, conditional_radial_flow),
 )
 
+
+def make_conditional_base(draw, dtype, device):
+    """An encoder-style Gaussian ``N(mu(c), sigma(c)^2)``, alone or as the conditional base
+    of a planar flow (whose transforms ignore the context: only the base carries it)."""
+    d = draw(st.integers(1, 8), label="D")
+    c = draw(st.integers(1, 4), label="context_dim")
+    hidden = draw(st.sampled_from([(), (8,)]), label="hidden")
+    module = ConditionalNormal(c, d, hidden_dims=hidden)
+    if draw(st.booleans(), label="as a flow's base"):
+        module = planar_flow(d, num_layers=draw(st.integers(1, 3)), base=module)
+    return perturbed_context_case(draw, module, d, c, dtype, device)
+
+
+_BASE_CONTEXT = ContextCheck(
+    "conditional_base_or_flow_over_it", (ConditionalNormal, Flow), make_conditional_base
+)
+
 TRANSFORM_CASES = [
     TransformCase("planar", (Planar,), make_planar(near=False)),
     TransformCase(
@@ -270,7 +293,7 @@ TRANSFORM_CASES = [
         "conditional_planar",
         (ConditionalPlanar, ConditionedPlanar),
         make_conditional(conditional_planar, ConditionalPlanar, 0.5),
-        context_checks=[_PLANAR_CONTEXT],
+        context_checks=[_PLANAR_CONTEXT, _BASE_CONTEXT],
     ),
     TransformCase("radial", (Radial,), make_radial),
     TransformCase("conditioned_radial", (ConditionedRadial,), make_conditioned_radial),
