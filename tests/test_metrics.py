@@ -42,3 +42,93 @@ def test_iwae_estimate_matches_log_mean_exp():
 def test_bad_num_dims():
     with pytest.raises(ValueError, match="num_dims"):
         nats_to_bits_per_dim(1.0, 0)
+
+
+# ------------------------------------------------------------------ model / guide metrics
+def _conjugate():
+    """z ~ N(0, 1), x | z ~ N(z, 1); the exact posterior is N(x / 2, 1 / 2)."""
+    import pyro
+    import pyro.distributions as dist
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x, spread=0.5**0.5):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x / 2, spread))
+
+    return model, guide
+
+
+def test_iwae_is_exact_for_the_exact_posterior_whatever_the_chunks_and_batches():
+    import pyro.distributions as dist
+
+    from pyro_lgm.metrics import iwae
+
+    model, guide = _conjugate()
+    x = torch.linspace(-3, 3, 11, dtype=torch.float64)
+    exact = dist.Normal(0.0, 2.0**0.5).log_prob(x)
+    for chunk, batch in ((1, None), (3, 4), (50, 1)):
+        got = iwae(model, guide, x, num_samples=7, chunk_size=chunk, batch_size=batch)
+        assert torch.allclose(got, exact, atol=1e-12)
+
+
+def test_iwae_combines_chunks_into_one_logsumexp(monkeypatch):
+    import pyro_lgm.metrics as m
+
+    calls = []
+
+    def fake(model, guide, x, num_samples):
+        start = sum(calls)
+        calls.append(num_samples)
+        s = torch.arange(start, start + num_samples, dtype=torch.float64)
+        return (s.unsqueeze(1) * x).sin() * 30  # (S, N), far from uniform
+
+    monkeypatch.setattr(m, "log_importance_weights", fake)
+    x = torch.tensor([0.3, 1.7], dtype=torch.float64)
+    got = m.iwae(None, None, x, num_samples=23, chunk_size=5)
+    assert calls == [5, 5, 5, 5, 3]
+    s = torch.arange(23, dtype=torch.float64)
+    want = torch.logsumexp((s.unsqueeze(1) * x).sin() * 30, 0) - math.log(23)
+    assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_elbo_of_a_wider_guide_is_below_log_p():
+    import pyro.distributions as dist
+
+    from pyro_lgm.metrics import elbo, iwae
+
+    torch.manual_seed(0)
+    model, guide = _conjugate()
+
+    def wide(x):
+        return guide(x, spread=1.5)
+
+    x = torch.linspace(-2, 2, 200, dtype=torch.float64)
+    exact = dist.Normal(0.0, 2.0**0.5).log_prob(x)
+    # KL(N(m, 1.5^2) || N(m, 1/2)) = 0.5 (4.5 - 1 - log 4.5) = 0.997: the ELBO's gap
+    gap = exact - elbo(model, wide, x, num_samples=400)
+    assert abs(float(gap.mean()) - 0.5 * (4.5 - 1 - math.log(4.5))) < 0.02
+    assert float((exact - iwae(model, wide, x, num_samples=400)).mean()) < 0.1
+
+
+def test_active_units_finds_the_units_that_follow_x():
+    import pyro
+    import pyro.distributions as dist
+
+    from pyro_lgm.metrics import active_units
+
+    def guide(x):  # unit 0 follows x, unit 1 does not
+        loc = torch.stack([x, torch.zeros_like(x)], -1)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+
+    torch.manual_seed(0)
+    count, activity = active_units(guide, torch.linspace(-1, 1, 50), num_samples=400)
+    assert count == 1 and activity[0] > 0.3 and activity[1] < 0.01
+    with pytest.raises(ValueError, match="site: the guide has no sample site 'w'"):
+        active_units(guide, torch.zeros(5), site="w")
+    with pytest.raises(ValueError, match="N >= 2"):
+        active_units(guide, torch.zeros(1))

@@ -11,8 +11,10 @@ from pyro_lgm.models.stacks import (
     planar_flow,
     radial_flow,
 )
+from pyro_lgm.models.vae import VAE
 
 __all__ = ["ConditionalNormal", "Flow", "nice", "realnvp"]
 __all__ += ["DeepNADE", "MADE", "NADE", "RNADE"]
 __all__ += ["conditional_planar_flow", "conditional_radial_flow", "planar_flow", "radial_flow"]
 __all__ += ["iaf", "maf"]
+__all__ += ["VAE"]
