@@ -261,7 +261,7 @@ class ConditionalNormal(nn.Module):
     Example:
         >>> import torch
         >>> q = ConditionalNormal(5, 3)(torch.zeros(4, 5))
-        >>> q.batch_shape, q.event_shape, float(q.base_dist.scale[0, 0])
+        >>> q.batch_shape, q.event_shape, q.base_dist.scale[0, 0].item()
         (torch.Size([4]), torch.Size([3]), 1.0)
     """
 

@@ -1,0 +1,412 @@
+"""VAEs with flow guides on binarized MNIST: test -log p(x) at equal compute, and speed vs Pyro.
+
+Quality (the default): for each guide in ``--guides`` (``diag``, ``planar:K``, ``radial:K``,
+``iaf:K``; default ``diag planar:10 planar:80 radial:10 iaf:2``) a
+:class:`pyro_lgm.models.VAE` (latent 32, MLP 784-256-256, Bernoulli decoder, flow parameters
+a linear read-out of the encoder's 256 features, IAF steps with the features as context) is
+trained with Adam on the 50 000 training images for the same budget of ``--minutes`` of
+CPU time of the training thread (``--clock cpu``, the default on the CPU; wall time on CUDA),
+evaluation excluded. Every ``--curve-every`` budget-minutes it records a learning-curve
+point: the IWAE bound with ``--curve-samples`` samples on ``--curve-size`` random test
+images. At the end: test ``-log p(x)`` by the IWAE bound with ``--samples`` (5000, the
+papers' figure) on ``--test-size`` random test images (seeded; 0 = all 10 000), with its
+standard error over images, the ELBO and the active units. A markdown table compares every
+guide with the diagonal one measured in the same run.
+
+Speed (``--speed``): the same VAE with our ``planar``/``radial``/``iaf`` guide and with
+Pyro's ``conditional_planar``/``conditional_radial``/``conditional_affine_autoregressive``
+at the same sizes (a linear read-out of the features for planar and radial on both sides,
+the same MADE widths for IAF), the same initial encoder/decoder and the same batches; a
+"epoch" of ``--speed-steps`` training steps is timed alternately for ours and Pyro's,
+``--speed-repeats`` times, and the median ratio printed.
+
+    python benchmarks/vae_flows.py --data ../shared/data --minutes 12
+    python benchmarks/vae_flows.py --data ../shared/data --guides diag planar:80 --minutes 60
+    python benchmarks/vae_flows.py --data ../shared/data --speed
+    python benchmarks/vae_flows.py --data data --device cuda --minutes 1.4   # about 8 min
+
+Anchors (Rezende & Mohamed 2015, DLGM on binarized MNIST, -log p(x) in nats): diagonal 89.9,
+planar K = 10 87.5, K = 80 85.1; Kingma et al. 2016, IAF with a ResNet VAE: 79.88. Those are
+fully trained models (days); a budget of minutes measures the early part of the curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+import pyro
+import torch
+from bench_device import add_device_args, check_clock, describe, info, synchronize
+
+from pyro_lgm.data import load_binarized_mnist
+from pyro_lgm.metrics import active_units, elbo, iwae
+from pyro_lgm.models import VAE
+
+KINDS = ("diag", "planar", "radial", "iaf")
+
+
+def parse_guide(text: str) -> tuple[str, int]:
+    """``diag`` or ``kind:K`` (``planar:10``)."""
+    if text == "diag":
+        return "diag", 0
+    kind, _, k = text.partition(":")
+    if kind not in KINDS[1:] or not k.isdigit() or int(k) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected diag, planar:K, radial:K or iaf:K with K >= 1, got {text!r}"
+        )
+    return kind, int(k)
+
+
+def guide_name(spec: tuple[str, int]) -> str:
+    return spec[0] if spec[0] == "diag" else f"{spec[0]}:{spec[1]}"
+
+
+def build(spec: tuple[str, int], args: argparse.Namespace, name: str) -> VAE:
+    kind, k = spec
+    flow = None if kind == "diag" else kind
+    return VAE(
+        (784,),
+        args.latent,
+        hidden_dims=args.hidden,
+        flow=flow,
+        num_flows=k if flow else None,
+        flow_hidden_dims=args.iaf_hidden if kind == "iaf" else None,
+        kl_warmup_steps=args.warmup_steps,
+        name=name,
+    ).to(device=args.device, dtype=args.dtype)
+
+
+class Clock:
+    """Budget clock: CPU time of this thread, or synchronized wall time."""
+
+    def __init__(self, kind: str, device: torch.device) -> None:
+        self.kind, self.device = kind, device
+
+    def now(self) -> float:
+        synchronize(self.device)
+        return time.thread_time() if self.kind == "cpu" else time.perf_counter()
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def train_one(
+    spec: tuple[str, int],
+    train_x: torch.Tensor,
+    curve_x: torch.Tensor,
+    args: argparse.Namespace,
+    clock: Clock,
+    log,
+) -> tuple[VAE, list[dict]]:
+    """Train one guide for the budget; returns the model and its learning curve."""
+    torch.manual_seed(args.seed)
+    pyro.set_rng_seed(args.seed)
+    name = guide_name(spec)
+    vae = build(spec, args, name="vae_" + name.replace(":", "_"))
+    opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
+    budget = 60.0 * args.minutes
+    next_curve = 60.0 * args.curve_every
+    used, steps, epoch = 0.0, 0, 0
+    curve: list[dict] = []
+    g = torch.Generator(device="cpu").manual_seed(args.seed)
+    recent: list[float] = []
+
+    def point() -> None:
+        vae.eval()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ll = iwae(
+                vae.model,
+                vae.guide,
+                curve_x,
+                num_samples=args.curve_samples,
+                chunk_size=min(100, args.curve_samples),
+                batch_size=100,
+                progress=False,
+            )
+        vae.train()
+        row = {
+            "guide": name,
+            "budget_min": round(used / 60, 3),
+            "steps": steps,
+            "epoch": epoch,
+            "train_loss": round(statistics.fmean(recent), 3) if recent else None,
+            "curve_nll": round(-float(ll.mean()), 3),
+            "eval_s": round(time.perf_counter() - t0, 1),
+        }
+        recent.clear()
+        curve.append(row)
+        log(json.dumps(row))
+        if args.curve:
+            with open(args.curve, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    point()
+    done = False
+    while not done:
+        perm = torch.randperm(train_x.shape[0], generator=g).to(train_x.device)
+        for i in range(0, train_x.shape[0] - args.batch + 1, args.batch):
+            t0 = clock.now()
+            opt.zero_grad(set_to_none=True)
+            loss = vae.loss(train_x[perm[i : i + args.batch]])
+            loss.backward()
+            opt.step()
+            lv = float(loss)
+            used += clock.now() - t0
+            steps += 1
+            recent.append(lv)
+            if not math.isfinite(lv):
+                raise FloatingPointError(f"{name}: non-finite loss at step {steps}")
+            if used >= next_curve:
+                point()
+                next_curve += 60.0 * args.curve_every
+            if used >= budget:
+                done = True
+                break
+        epoch += 1
+    if curve[-1]["steps"] != steps:
+        point()
+    return vae, curve
+
+
+def evaluate(vae: VAE, test_x: torch.Tensor, args: argparse.Namespace) -> dict:
+    vae.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        ll = iwae(
+            vae.model,
+            vae.guide,
+            test_x,
+            num_samples=args.samples,
+            chunk_size=args.chunk,
+            batch_size=args.eval_batch,
+            progress=None,
+        )
+        el = elbo(vae.model, vae.guide, test_x, num_samples=1, batch_size=args.eval_batch)
+        au, _ = active_units(vae.guide, test_x, num_samples=20, batch_size=args.eval_batch)
+    n = ll.numel()
+    return {
+        "per_image": ll.cpu(),
+        "nll": -float(ll.mean()),
+        "nll_se": float(ll.std()) / math.sqrt(n),
+        "neg_elbo": -float(el.mean()),
+        "active_units": au,
+        "test_images": n,
+        "eval_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+# ------------------------------------------------------------------ speed against Pyro
+class _Readout(torch.nn.Module):
+    """A linear read-out split into Pyro's parameter tuple (its ConditionalPlanar/Radial
+    call ``nn(context)`` and take the tuple apart)."""
+
+    def __init__(self, in_dim: int, sizes: list[int]) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(in_dim, sum(sizes))
+        self.sizes = sizes
+
+    def forward(self, context: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.linear(context).split(self.sizes, dim=-1)
+
+
+def pyro_transforms(kind: str, k: int, latent: int, features: int, iaf_hidden) -> list:
+    from pyro.distributions import transforms as T
+
+    if kind == "planar":
+        return [T.ConditionalPlanar(_Readout(features, [1, latent, latent])) for _ in range(k)]
+    if kind == "radial":
+        return [T.ConditionalRadial(_Readout(features, [latent, 1, 1])) for _ in range(k)]
+    hidden = iaf_hidden or [max(64, 4 * latent)]
+    return [
+        T.conditional_affine_autoregressive(latent, features, hidden_dims=hidden) for _ in range(k)
+    ]
+
+
+def speed(args: argparse.Namespace, train_x: torch.Tensor, clock: Clock, log) -> list[dict]:
+    rows = []
+    for kind, k in (("planar", args.speed_k), ("radial", args.speed_k), ("iaf", 2)):
+        torch.manual_seed(args.seed)
+        ours = build((kind, k), args, name=f"ours_{kind}")
+        theirs = VAE(
+            (784,),
+            args.latent,
+            hidden_dims=args.hidden,
+            name=f"pyro_{kind}",
+            flow=pyro_transforms(kind, k, args.latent, ours.feature_dim, args.iaf_hidden),
+        ).to(device=args.device, dtype=args.dtype)
+        # the same encoder, decoder and Gaussian head
+        theirs.encoder.load_state_dict(ours.encoder.state_dict())
+        theirs.decoder.load_state_dict(ours.decoder.state_dict())
+        theirs.flow.base_net.load_state_dict(ours.flow.base_net.state_dict())
+        n_ours = sum(p.numel() for p in ours.flow.layers.parameters())
+        n_theirs = sum(p.numel() for p in theirs.flow.layers.parameters())
+        models = {"ours": ours, "pyro": theirs}
+        opts = {m: torch.optim.Adam(v.parameters(), lr=args.lr) for m, v in models.items()}
+        times: dict[str, list[float]] = {"ours": [], "pyro": []}
+        g = torch.Generator().manual_seed(args.seed)
+        for rep in range(args.speed_repeats + 1):  # the first round warms up
+            idx = torch.randint(0, train_x.shape[0], (args.speed_steps, args.batch), generator=g)
+            order = ("ours", "pyro") if rep % 2 == 0 else ("pyro", "ours")
+            for m in order:
+                vae, opt = models[m], opts[m]
+                t0 = clock.now()
+                for row in idx:
+                    opt.zero_grad(set_to_none=True)
+                    vae.loss(train_x[row.to(train_x.device)]).backward()
+                    opt.step()
+                dt = clock.now() - t0
+                if rep:
+                    times[m].append(dt)
+        ours_t, pyro_t = statistics.median(times["ours"]), statistics.median(times["pyro"])
+        row = {
+            "guide": f"{kind}:{k}",
+            "ours_ms_per_step": round(1000 * ours_t / args.speed_steps, 2),
+            "pyro_ms_per_step": round(1000 * pyro_t / args.speed_steps, 2),
+            "ratio": round(ours_t / pyro_t, 3),
+            "ratios": [round(a / b, 3) for a, b in zip(times["ours"], times["pyro"], strict=True)],
+            "flow_params_ours": n_ours,
+            "flow_params_pyro": n_theirs,
+        }
+        log(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=os.environ.get("PYRO_LGM_DATA"), help="data home")
+    p.add_argument(
+        "--guides",
+        nargs="+",
+        type=parse_guide,
+        default=[parse_guide(s) for s in ("diag", "planar:10", "planar:80", "radial:10", "iaf:2")],
+    )
+    p.add_argument("--minutes", type=float, default=12.0, help="training budget per guide")
+    p.add_argument("--clock", choices=["cpu", "wall"], default=None)
+    p.add_argument("--latent", type=int, default=32)
+    p.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    p.add_argument(
+        "--iaf-hidden",
+        type=int,
+        nargs="+",
+        default=None,
+        help="MADE widths of the IAF steps (default: iaf()'s)",
+    )
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=0, help="KL warm-up steps (0: none)")
+    p.add_argument("--samples", type=int, default=5000, help="IWAE samples of the final test")
+    p.add_argument("--chunk", type=int, default=100)
+    p.add_argument("--eval-batch", type=int, default=100)
+    p.add_argument("--test-size", type=int, default=1000, help="random test images; 0 = all")
+    p.add_argument("--curve-every", type=float, default=2.0, help="budget-minutes per point")
+    p.add_argument("--curve-samples", type=int, default=100)
+    p.add_argument("--curve-size", type=int, default=500)
+    p.add_argument("--curve", default=None, help="append learning-curve JSON lines here")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--speed", action="store_true", help="time against Pyro's flows instead")
+    p.add_argument("--speed-k", type=int, default=10)
+    p.add_argument("--speed-steps", type=int, default=50)
+    p.add_argument("--speed-repeats", type=int, default=6)
+    add_device_args(p)
+    args = p.parse_args(argv)
+    clock_kind = check_clock(p, args.clock, args.device) or "cpu"
+    torch.set_num_threads(args.threads)
+    clock = Clock(clock_kind, args.device)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    train_x = load_binarized_mnist(args.data, "train", dtype=args.dtype).to(args.device)
+    test_all = load_binarized_mnist(args.data, "test", dtype=args.dtype)
+    g = torch.Generator().manual_seed(1234)
+    perm = torch.randperm(test_all.shape[0], generator=g)
+    test_x = test_all[perm[: args.test_size or None]].to(args.device)
+    curve_x = test_all[perm[: args.curve_size]].to(args.device)
+    result: dict = {
+        "command": "python benchmarks/vae_flows.py " + shlex.join(argv or sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": _commit(),
+        "clock": clock_kind,
+        **info(args.device, args.dtype),
+    }
+    print(
+        f"# {result['command']}\n# {describe(args.device)}, clock {clock_kind}, "
+        f"commit {result['commit']}"
+    )
+    if args.speed:
+        rows = speed(args, train_x, clock, log)
+        result["speed"] = rows
+        print(
+            "| guide | ours ms/step | Pyro ms/step | ours / Pyro (median) | per-round "
+            "ratios | flow params ours / Pyro |"
+        )
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['guide']} | {r['ours_ms_per_step']} | {r['pyro_ms_per_step']} | "
+                f"**{r['ratio']:.3f}** | {', '.join(map(str, r['ratios']))} | "
+                f"{r['flow_params_ours']} / {r['flow_params_pyro']} |"
+            )
+    else:
+        rows = []
+        for spec in args.guides:
+            vae, curve = train_one(spec, train_x, curve_x, args, clock, log)
+            ev = evaluate(vae, test_x, args)
+            row = {
+                "guide": guide_name(spec),
+                "steps": curve[-1]["steps"],
+                "epochs": curve[-1]["epoch"],
+                **ev,
+                "curve": curve,
+            }
+            log(json.dumps({k: v for k, v in row.items() if k not in ("curve", "per_image")}))
+            rows.append(row)
+            pyro.clear_param_store()
+        result["quality"] = rows
+        base = next((r for r in rows if r["guide"] == "diag"), None)
+        for r in rows:  # paired differences with the diagonal guide, on the same images
+            if base is not None and r is not base:
+                d = base["per_image"] - r["per_image"]  # -log p(x) of r minus diag's
+                r["vs_diag"] = float(d.mean())
+                r["vs_diag_se"] = float(d.std()) / math.sqrt(d.numel())
+        for r in rows:
+            r["per_image"] = [round(float(v), 3) for v in r["per_image"]]
+        print(
+            f"| guide | budget ({clock_kind}-min) | steps | test -log p(x), IWAE "
+            f"S={args.samples} (nats) | vs diag (paired) | -ELBO | active units |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            diff = f"{r['vs_diag']:+.2f} ± {r['vs_diag_se']:.2f}" if "vs_diag" in r else ""
+            print(
+                f"| {r['guide']} | {args.minutes:g} | {r['steps']} | {r['nll']:.2f} ± "
+                f"{r['nll_se']:.2f} | {diff} | {r['neg_elbo']:.2f} | {r['active_units']} |"
+            )
+        print(f"\n{rows[0]['test_images']} random test images (seed 1234), S = {args.samples}.")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
