@@ -166,7 +166,7 @@ def train_one(
             loss = vae.loss(train_x[perm[i : i + args.batch]])
             loss.backward()
             opt.step()
-            lv = float(loss)
+            lv = float(loss.detach())
             used += clock.now() - t0
             steps += 1
             recent.append(lv)

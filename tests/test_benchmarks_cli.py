@@ -71,7 +71,7 @@ def fake_mnist(tmp_path):
     return home
 
 
-SCRIPTS = ["binarized_mnist", "vector_flows", "planar_radial", "vector_flows_fit"]
+SCRIPTS = ["binarized_mnist", "vector_flows", "planar_radial", "vector_flows_fit", "vae_flows"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -103,7 +103,9 @@ def test_cuda_without_a_gpu_says_so(script, capsys):
     assert "CUDA is not available on this machine" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("script", ["binarized_mnist", "vector_flows", "vector_flows_fit"])
+@pytest.mark.parametrize(
+    "script", ["binarized_mnist", "vector_flows", "vector_flows_fit", "vae_flows"]
+)
 def test_bad_dtype_exits_2(script, capsys):
     with pytest.raises(SystemExit) as exc:
         _load(script).main(["--dtype", "float16"])
@@ -361,3 +363,67 @@ def test_gpu_check_smoke_runs_every_stage_on_the_cpu(tmp_path, fake_mnist):
     assert "| 8 | " in summary  # the MAF table's row for D=8
     assert summary.count("**") >= 4  # both test NLLs in bold in the MNIST table
     assert "2 passed" in summary
+
+
+def test_vae_flows_quality_and_speed_run_on_tiny_data(fake_mnist, tmp_path, capsys):
+    vf = _load("vae_flows")
+    argv = [
+        "--data",
+        str(fake_mnist),
+        "--minutes",
+        "0.002",
+        "--curve-every",
+        "0.001",
+        "--samples",
+        "6",
+        "--chunk",
+        "4",
+        "--test-size",
+        "8",
+        "--curve-size",
+        "6",
+        "--curve-samples",
+        "3",
+        "--latent",
+        "4",
+        "--hidden",
+        "16",
+        "--batch",
+        "10",
+        "--guides",
+        "diag",
+        "planar:2",
+        "iaf:1",
+        "--out",
+        str(tmp_path / "q.json"),
+    ]
+    result = vf.main(argv)
+    out = capsys.readouterr().out
+    rows = result["quality"]
+    assert [r["guide"] for r in rows] == ["diag", "planar:2", "iaf:1"]
+    assert all(r["test_images"] == 8 and math.isfinite(r["nll"]) for r in rows)
+    assert all(len(r["curve"]) >= 2 and r["curve"][-1]["steps"] > 0 for r in rows)
+    # the paired difference is the difference of the two means, over the same images
+    assert rows[1]["vs_diag"] == pytest.approx(rows[1]["nll"] - rows[0]["nll"], abs=1e-4)
+    assert "| planar:2 |" in out and json.loads((tmp_path / "q.json").read_text())["quality"]
+    result = vf.main(
+        [
+            "--data",
+            str(fake_mnist),
+            "--speed",
+            "--speed-steps",
+            "2",
+            "--speed-repeats",
+            "2",
+            "--speed-k",
+            "2",
+            "--latent",
+            "4",
+            "--hidden",
+            "16",
+            "--batch",
+            "10",
+        ]
+    )
+    assert [r["guide"] for r in result["speed"]] == ["planar:2", "radial:2", "iaf:2"]
+    assert all(r["ratio"] > 0 and len(r["ratios"]) == 2 for r in result["speed"])
