@@ -269,11 +269,10 @@ def test_planar_float32_inverse_is_at_the_conditioning_floor(d, seed, log_margin
 
 def test_inverse_works_on_fresh_tensors_not_cache():
     torch.manual_seed(0)
-    for t in (Planar(4), Radial(4)):
+    for t in (Planar(4), Radial(4), Planar(4, cache_size=0), Radial(4, cache_size=0)):
         with torch.no_grad():
             for p in t.parameters():
                 p.add_(0.5 * torch.randn_like(p))
-        assert t._cache_size == 0
         x1, x2 = torch.randn(2, 6, 4, dtype=torch.float32)
         y2 = t(x2).detach().clone()  # a different tensor object from anything seen before
         t(x1)
@@ -655,6 +654,43 @@ def test_validation_can_be_switched_off_for_speed():
         pyro.enable_validation(True)
     with pytest.raises(ValueError, match="x: expected finite"):
         t(x)
+
+
+# ------------------------------------------------------------------------------------------
+# Defaults (Pyro's)
+# ------------------------------------------------------------------------------------------
+def test_defaults_follow_pyro():
+    """``cache_size=1`` (Pyro's Planar / Radial) and a ``[10 D, 10 D]`` hypernetwork, the
+    size of Pyro's ``conditional_planar`` / ``conditional_radial`` for the same D and C."""
+    import pyro.distributions.transforms as T
+
+    assert Planar(3)._cache_size == 1 and Radial(3)._cache_size == 1
+    assert planar(3)._cache_size == 1 and radial(3)._cache_size == 1
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    for ours, theirs in ((conditional_planar, T.conditional_planar),
+                         (conditional_radial, T.conditional_radial)):  # fmt: skip
+        t = ours(32, 256)
+        assert t.nn.hidden_dims == (320, 320)
+        assert count(t) == count(theirs(32, 256))
+    assert conditional_planar_flow(5, 7).layers[0].nn.hidden_dims == (50, 50)
+
+
+@pytest.mark.parametrize("helper", [conditional_planar, conditional_radial])
+def test_linear_read_out_of_the_context(helper):
+    """``hidden_dims=[]``: the parameters are an affine map of the context (Rezende &
+    Mohamed's amortization); the layer works and depends on the context."""
+    torch.manual_seed(0)
+    t = helper(3, 4, hidden_dims=[]).double()
+    (linear,) = t.nn.layers
+    assert isinstance(linear, torch.nn.Linear) and linear.in_features == 4
+    with torch.no_grad():
+        linear.weight.normal_(0.0, 0.3)
+    h = torch.randn(5, 4, dtype=F64)
+    x = torch.randn(5, 3, dtype=F64)
+    ct = t.condition(h)
+    torch.testing.assert_close(ct.inv(ct(x).clone()), x)
+    assert not torch.allclose(ct(x), t.condition(h + 1)(x))
+    assert sum(p.numel() for p in t.parameters()) == 4 * t.nn.out_dim + t.nn.out_dim
 
 
 # ------------------------------------------------------------------------------------------

@@ -123,6 +123,7 @@ def _check_context(context: object, net: DenseNN) -> None:
     )
 
 
-def _default_hidden_dims(context_dim: int) -> list[int]:
-    width = max(32, 4 * context_dim)
-    return [width, width]
+def _default_hidden_dims(input_dim: int) -> list[int]:
+    """The hypernetwork of a conditional planar / radial layer: ``[10 D, 10 D]``, Pyro's
+    default for the same layers (its size follows the event, not the context)."""
+    return [10 * input_dim, 10 * input_dim]

@@ -476,9 +476,11 @@ class Planar(CachedTransform, _PlanarBase, TransformModule):
     Args:
         input_dim: size ``D`` of the event; inputs are ``(..., D)``.
         max_iter: iteration cap of the inverse's solver.
-        cache_size: 0 (default) or 1: with 1, ``t.inv(t(x))`` returns ``x`` without a
-            Newton solve, served only while no parameter changed (validated cache,
-            :class:`~pyro_lgm.transforms._cached.CachedTransform`).
+        cache_size: 0 or 1 (default, as Pyro's ``Planar``): with 1, ``t.inv(t(x))``
+            returns ``x`` without a Newton solve (``log_prob`` of a sample just drawn, as
+            in ``AutoNormalizingFlow``), served only while no parameter changed (validated
+            cache, :class:`~pyro_lgm.transforms._cached.CachedTransform`); with 0 every
+            inverse is solved.
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -491,7 +493,7 @@ class Planar(CachedTransform, _PlanarBase, TransformModule):
         torch.Size([4])
     """
 
-    def __init__(self, input_dim: int, *, max_iter: int = 100, cache_size: int = 0) -> None:
+    def __init__(self, input_dim: int, *, max_iter: int = 100, cache_size: int = 1) -> None:
         super().__init__(cache_size=cache_size)
         self.input_dim = _check_positive_int("input_dim", input_dim)
         self.max_iter = _check_positive_int("max_iter", max_iter)
@@ -625,7 +627,9 @@ def conditional_planar(
     Args:
         input_dim: size ``D`` of the event.
         context_dim: size ``C`` of the context.
-        hidden_dims: hidden widths; default ``[max(32, 4 C)] * 2``.
+        hidden_dims: hidden widths of the network; default ``[10 D, 10 D]`` (Pyro's
+            default). ``[]`` makes the parameters a linear read-out of the context,
+            the amortization of Rezende & Mohamed (2015).
         kwargs: forwarded to :class:`ConditionalPlanar` (``max_iter``).
 
     Example:
@@ -636,6 +640,6 @@ def conditional_planar(
     input_dim = _check_positive_int("input_dim", input_dim)
     context_dim = _check_positive_int("context_dim", context_dim)
     if hidden_dims is None:
-        hidden_dims = _default_hidden_dims(context_dim)
+        hidden_dims = _default_hidden_dims(input_dim)
     net = DenseNN(context_dim, _check_hidden_dims(hidden_dims), 1 + 2 * input_dim)
     return ConditionalPlanar(net, input_dim, **kwargs)

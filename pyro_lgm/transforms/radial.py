@@ -334,8 +334,10 @@ class Radial(CachedTransform, _RadialBase, TransformModule):
 
     Args:
         input_dim: size ``D`` of the event.
-        cache_size: 0 (default) or 1 (validated cache: the inverse of the last output
-            returns the input while no parameter changed).
+        cache_size: 0 or 1 (default, as Pyro's ``Radial``): with 1, the inverse of the
+            last output returns the input while no parameter changed (validated cache,
+            :class:`~pyro_lgm.transforms._cached.CachedTransform`); with 0 every inverse
+            is computed.
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -345,7 +347,7 @@ class Radial(CachedTransform, _RadialBase, TransformModule):
         True
     """
 
-    def __init__(self, input_dim: int, *, cache_size: int = 0) -> None:
+    def __init__(self, input_dim: int, *, cache_size: int = 1) -> None:
         super().__init__(cache_size=cache_size)
         self.input_dim = _check_positive_int("input_dim", input_dim)
         self.x0 = nn.Parameter(torch.zeros(input_dim))
@@ -461,7 +463,9 @@ def conditional_radial(
     Args:
         input_dim: size ``D`` of the event.
         context_dim: size ``C`` of the context.
-        hidden_dims: hidden widths; default ``[max(32, 4 C)] * 2``.
+        hidden_dims: hidden widths of the network; default ``[10 D, 10 D]`` (Pyro's
+            default). ``[]`` makes the parameters a linear read-out of the context,
+            the amortization of Rezende & Mohamed (2015).
 
     Example:
         >>> t = conditional_radial(4, 2, hidden_dims=[16])
@@ -471,6 +475,6 @@ def conditional_radial(
     input_dim = _check_positive_int("input_dim", input_dim)
     context_dim = _check_positive_int("context_dim", context_dim)
     if hidden_dims is None:
-        hidden_dims = _default_hidden_dims(context_dim)
+        hidden_dims = _default_hidden_dims(input_dim)
     net = DenseNN(context_dim, _check_hidden_dims(hidden_dims), input_dim + 2)
     return ConditionalRadial(net, input_dim)
