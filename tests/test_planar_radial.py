@@ -657,7 +657,7 @@ def test_validation_can_be_switched_off_for_speed():
 
 
 # ------------------------------------------------------------------------------------------
-# Defaults (Pyro's)
+# Defaults (Pyro's) and the per-call fast paths
 # ------------------------------------------------------------------------------------------
 def test_defaults_follow_pyro():
     """``cache_size=1`` (Pyro's Planar / Radial) and a ``[10 D, 10 D]`` hypernetwork, the
@@ -691,6 +691,70 @@ def test_linear_read_out_of_the_context(helper):
     torch.testing.assert_close(ct.inv(ct(x).clone()), x)
     assert not torch.allclose(ct(x), t.condition(h + 1)(x))
     assert sum(p.numel() for p in t.parameters()) == 4 * t.nn.out_dim + t.nn.out_dim
+
+
+def _pair(kind: str, module: bool):
+    torch.manual_seed(3)
+    if module:
+        t = (Planar(3) if kind == "planar" else Radial(3)).double()
+        _randomize(t)
+        return t
+    t = _conditioned(kind, cache_size=1)
+    return type(t)(*(p.double() for p in t._raw_params()))
+
+
+def _fresh_ldj(t, x):
+    if isinstance(t, (Planar, ConditionedPlanar)):
+        _, w, b, c = t._constrained()
+        return P.planar_log_abs_det_jacobian(x, w, b, c)
+    z0, alpha, _, apb = t._constrained()
+    return R.radial_log_abs_det_jacobian(x, z0, alpha, apb)
+
+
+@pytest.mark.parametrize("module", [True, False], ids=["module", "conditioned"])
+@pytest.mark.parametrize("kind", ["planar", "radial"])
+def test_log_det_computed_with_the_forward_map(kind, module):
+    """The forward pass remembers its log-det; ``log_abs_det_jacobian`` of that very pair
+    returns it (the value of the stand-alone formula, bitwise), any other pair or a changed
+    parameter is recomputed."""
+    t = _pair(kind, module)
+    x1, x2 = torch.randn(2, 6, 3, dtype=F64)
+    y1 = t(x1)
+    assert torch.equal(t.log_abs_det_jacobian(x1, y1), _fresh_ldj(t, x1))
+    assert t.log_abs_det_jacobian(x1, y1) is t.log_abs_det_jacobian(x1, y1)  # remembered
+    y2 = t(x2)
+    torch.testing.assert_close(t.log_abs_det_jacobian(x1, y1), _fresh_ldj(t, x1))
+    torch.testing.assert_close(t.log_abs_det_jacobian(x2, y2), _fresh_ldj(t, x2))
+    with torch.no_grad():
+        for p in t.parameters() if module else t._raw_params():
+            p.mul_(1.5)
+    changed = t.log_abs_det_jacobian(x2, y2)
+    torch.testing.assert_close(changed, _fresh_ldj(t, x2), rtol=0, atol=0)
+    assert not torch.allclose(changed, t.log_abs_det_jacobian(x1, y1))
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+@pytest.mark.parametrize(
+    "helper, slot, name",
+    [
+        (conditional_planar, 0, "bias"),
+        (conditional_planar, 2, "u"),
+        (conditional_planar, -1, "w"),
+        (conditional_radial, 0, "x0"),
+        (conditional_radial, -2, "alpha_prime"),
+        (conditional_radial, -1, "beta_prime"),
+    ],
+)
+def test_non_finite_network_output_names_the_parameter(helper, slot, name, kind):
+    """``condition`` checks the network's whole output once; when that fails, the error
+    names the parameter as the constructor's own checks do."""
+    t = helper(3, 2, hidden_dims=[])
+    with torch.no_grad():
+        t.nn.layers[-1].bias[slot] = BAD[kind]
+    with pytest.raises(NonFiniteValueError, match=rf"^{name}: expected finite values, got {kind}$"):
+        t.condition(torch.zeros(4, 2))
+    with pyro.validation_enabled(False):
+        t.condition(torch.zeros(4, 2))
 
 
 # ------------------------------------------------------------------------------------------

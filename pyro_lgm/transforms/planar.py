@@ -29,6 +29,7 @@ from pyro.distributions import ConditionalTransformModule, TransformModule
 from torch import nn
 from torch.distributions import Transform, constraints
 
+from pyro_lgm.errors import all_finite, validation_enabled
 from pyro_lgm.nn.dense import DenseNN
 from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._common import (
@@ -37,10 +38,12 @@ from pyro_lgm.transforms._common import (
     _check_hidden_dims,
     _check_net,
     _check_param_tensor,
+    _check_params_finite,
     _check_positive_int,
     _check_vector_input,
     _default_hidden_dims,
     _last_linear,
+    broadcast_shapes,
 )
 
 __all__ = [
@@ -86,7 +89,7 @@ def planar_constrain(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, to
     wu = (w * u).sum(-1)
     w_norm2 = (w * w).sum(-1).clamp_min(torch.finfo(w.dtype).tiny)
     m = F.softplus(wu) - 1
-    u_hat = u + ((m - wu) / w_norm2).unsqueeze(-1) * w
+    u_hat = torch.addcmul(u, ((m - wu) / w_norm2).unsqueeze(-1), w)
     c = (w * u_hat).sum(-1).clamp_min(-1.0)
     return u_hat, c
 
@@ -109,8 +112,17 @@ def planar_forward(
         >>> planar_forward(torch.zeros(2), torch.ones(2), torch.ones(2), torch.tensor(0.0))
         tensor([0., 0.])
     """
-    a = (w * z).sum(-1) + b
-    return z + u_hat * torch.tanh(a).unsqueeze(-1)
+    return _planar_map(z, u_hat, torch.tanh((w * z).sum(-1) + b))
+
+
+def _planar_map(z: torch.Tensor, u_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``z + u_hat t`` with ``t = tanh(w . z + b)``."""
+    return torch.addcmul(z, u_hat, t.unsqueeze(-1))
+
+
+def _planar_ldj(t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``log((1 + c) - c t^2)`` with ``t = tanh(w . z + b)``."""
+    return torch.log(torch.addcmul(1 + c, c * t, t, value=-1))
 
 
 def planar_log_abs_det_jacobian(
@@ -141,8 +153,7 @@ def planar_log_abs_det_jacobian(
         ...                             torch.tensor(1.0))
         tensor(0.6931)
     """
-    t = torch.tanh((w * z).sum(-1) + b)
-    return torch.log((1 + c) - c * t * t)
+    return _planar_ldj(torch.tanh((w * z).sum(-1) + b), c)
 
 
 def _solve_start(k_abs: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,7 +345,7 @@ class _PlanarBase(VectorParamTransform):
 
     def _param_batch_shape(self) -> torch.Size:
         b, u, w = self._raw_params()
-        return torch.broadcast_shapes(b.shape, u.shape[:-1], w.shape[:-1])
+        return broadcast_shapes(b.shape, u.shape[:-1], w.shape[:-1])
 
     def _constrained(
         self,
@@ -354,8 +365,14 @@ class _PlanarBase(VectorParamTransform):
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         self._check("x", x)
-        u_hat, w, b, _ = self._constrained()
-        return planar_forward(x, u_hat, w, b)
+        u_hat, w, b, c = self._constrained()
+        # the forward map and its log-det share tanh(w.x + b) and the constraint: both are
+        # computed here, and log_abs_det_jacobian(x, y) of this very pair recalls the log-det
+        # (the helpers of planar_forward and planar_log_abs_det_jacobian: the same values)
+        t = torch.tanh((w * x).sum(-1) + b)
+        y = _planar_map(x, u_hat, t)
+        self._remember_ldj(x, y, _planar_ldj(t, c))
+        return y
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         self._check("y", y)
@@ -364,6 +381,9 @@ class _PlanarBase(VectorParamTransform):
         return planar_inverse(y, u_hat, w, b, max_iter=self.max_iter)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ldj = self._recall_ldj(x, y)  # type: ignore[attr-defined]
+        if ldj is not None:
+            return ldj
         self._check("x", x)
         _, w, b, c = self._constrained()
         return planar_log_abs_det_jacobian(x, w, b, c)
@@ -414,27 +434,30 @@ class ConditionedPlanar(CachedTransform, _PlanarBase):
         *,
         max_iter: int = 100,
         cache_size: int = 1,
+        _checked: bool = False,
     ) -> None:
         super().__init__(cache_size=cache_size)
-        _check_param_tensor("bias", bias, 0)
-        _check_param_tensor("u", u, 1)
-        _check_param_tensor("w", w, 1)
-        if u.shape[-1] != w.shape[-1]:
-            raise ValueError(
-                f"u: expected the last dimension of w ({w.shape[-1]}), got {tuple(u.shape)}"
-            )
-        for name, p in (("bias", bias), ("u", u)):
-            if p.dtype != w.dtype or p.device != w.device:
-                raise ValueError(f"{name}: expected the dtype and device of w")
-        try:
-            torch.broadcast_shapes(bias.shape, u.shape[:-1], w.shape[:-1])
-        except RuntimeError:
-            raise ValueError(
-                f"bias: batch shapes {tuple(bias.shape)}, {tuple(u.shape[:-1])} (u), "
-                f"{tuple(w.shape[:-1])} (w) do not broadcast"
-            ) from None
-        self.input_dim = w.shape[-1]
         self.max_iter = _check_positive_int("max_iter", max_iter)
+        if not _checked:  # else: slices of a network's output, checked whole by condition()
+            _check_param_tensor("bias", bias, 0)
+            _check_param_tensor("u", u, 1)
+            _check_param_tensor("w", w, 1)
+            _check_params_finite(bias=bias, u=u, w=w)  # under validation, like every input
+            if u.shape[-1] != w.shape[-1]:
+                raise ValueError(
+                    f"u: expected the last dimension of w ({w.shape[-1]}), got {tuple(u.shape)}"
+                )
+            for name, p in (("bias", bias), ("u", u)):
+                if p.dtype != w.dtype or p.device != w.device:
+                    raise ValueError(f"{name}: expected the dtype and device of w")
+            try:
+                broadcast_shapes(bias.shape, u.shape[:-1], w.shape[:-1])
+            except RuntimeError:
+                raise ValueError(
+                    f"bias: batch shapes {tuple(bias.shape)}, {tuple(u.shape[:-1])} (u), "
+                    f"{tuple(w.shape[:-1])} (w) do not broadcast"
+                ) from None
+        self.input_dim = w.shape[-1]
         self._params = (bias, u, w)
 
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -583,9 +606,12 @@ class ConditionalPlanar(ConditionalTransformModule):
         _check_context(context, self.nn)
         out = self.nn(context)
         d = self.input_dim
-        return ConditionedPlanar(
-            out[..., 0], out[..., 1 : 1 + d], out[..., 1 + d :], max_iter=self.max_iter
-        )
+        # the slices have the right shapes, dtype and device by construction: one
+        # finiteness check of the whole output (the constructor's checks, which name the
+        # parameter, run only when it fails)
+        checked = not validation_enabled() or all_finite(out)
+        bias, u, w = out.split([1, d, d], dim=-1)  # one node in backward
+        return ConditionedPlanar(bias.squeeze(-1), u, w, max_iter=self.max_iter, _checked=checked)
 
     @property
     def context_dim(self) -> int:
