@@ -343,20 +343,22 @@ class _PlanarBase(VectorParamTransform):
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - provided by every subclass
 
-    def _param_batch_shape(self) -> torch.Size:
-        b, u, w = self._raw_params()
+    # ``params``: the raw parameters when the caller already holds them (one read of a
+    # module's attributes per call instead of three)
+    def _param_batch_shape(self, params: tuple | None = None) -> torch.Size:
+        b, u, w = params or self._raw_params()
         return broadcast_shapes(b.shape, u.shape[:-1], w.shape[:-1])
 
     def _constrained(
-        self,
+        self, params: tuple | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, u, w = self._raw_params()
+        b, u, w = params or self._raw_params()
         u_hat, c = planar_constrain(u, w)
         return u_hat, w, b, c
 
-    def _check(self, name: str, x: torch.Tensor) -> None:
-        b, _, w = self._raw_params()
-        _check_vector_input(name, x, self.input_dim, w, self._param_batch_shape())
+    def _check(self, name: str, x: torch.Tensor, params: tuple | None = None) -> None:
+        params = params or self._raw_params()
+        _check_vector_input(name, x, self.input_dim, params[2], self._param_batch_shape(params))
 
     @property
     def u_hat(self) -> torch.Tensor:
@@ -364,8 +366,9 @@ class _PlanarBase(VectorParamTransform):
         return self._constrained()[0]
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        self._check("x", x)
-        u_hat, w, b, c = self._constrained()
+        params = self._raw_params()
+        self._check("x", x, params)
+        u_hat, w, b, c = self._constrained(params)
         # the forward map and its log-det share tanh(w.x + b) and the constraint: both are
         # computed here, and log_abs_det_jacobian(x, y) of this very pair recalls the log-det
         # (the helpers of planar_forward and planar_log_abs_det_jacobian: the same values)

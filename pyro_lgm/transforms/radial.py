@@ -227,18 +227,20 @@ class _RadialBase(VectorParamTransform):
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - provided by every subclass
 
-    def _param_batch_shape(self) -> torch.Size:
-        z0, a, b = self._raw_params()
+    # ``params``: the raw parameters when the caller already holds them (one read of a
+    # module's attributes per call instead of three)
+    def _param_batch_shape(self, params: tuple | None = None) -> torch.Size:
+        z0, a, b = params or self._raw_params()
         return broadcast_shapes(z0.shape[:-1], a.shape, b.shape)
 
-    def _check(self, name: str, x: torch.Tensor) -> None:
-        z0 = self._raw_params()[0]
-        _check_vector_input(name, x, self.input_dim, z0, self._param_batch_shape())
+    def _check(self, name: str, x: torch.Tensor, params: tuple | None = None) -> None:
+        params = params or self._raw_params()
+        _check_vector_input(name, x, self.input_dim, params[0], self._param_batch_shape(params))
 
     def _constrained(
-        self,
+        self, params: tuple | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        z0, alpha_prime, beta_prime = self._raw_params()
+        z0, alpha_prime, beta_prime = params or self._raw_params()
         alpha, beta, apb = radial_constrain(alpha_prime, beta_prime)
         return z0, alpha, beta, apb
 
@@ -253,8 +255,9 @@ class _RadialBase(VectorParamTransform):
         return self._constrained()[2]
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        self._check("x", x)
-        z0, alpha, beta, apb = self._constrained()
+        params = self._raw_params()
+        self._check("x", x, params)
+        z0, alpha, beta, apb = self._constrained(params)
         # the map and its log-det share r = |x - z0| and 1 / (alpha + r): both are computed
         # here and log_abs_det_jacobian(x, y) of this very pair recalls the log-det (same
         # helpers as radial_forward and radial_log_abs_det_jacobian: the same values)
