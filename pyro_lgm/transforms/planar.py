@@ -540,7 +540,8 @@ class Planar(CachedTransform, _PlanarBase, TransformModule):
         self.u.copy_(perp + _SOFTPLUS_INV_ONE * self.w / w_norm2)
 
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.bias, self.u, self.w
+        p = self._parameters  # what self.bias etc. return, without Module.__getattr__
+        return p["bias"], p["u"], p["w"]  # type: ignore[return-value]
 
     def with_cache(self, cache_size: int = 1) -> Transform:
         """A :class:`ConditionedPlanar` view sharing this module's parameters."""

@@ -114,8 +114,9 @@ def _radial_terms(
 def _radial_map(
     z: torch.Tensor, diff: torch.Tensor, beta: torch.Tensor, h: torch.Tensor
 ) -> torch.Tensor:
-    """``z + beta h diff`` with ``h = 1 / (alpha + r)``."""
-    return torch.addcmul(z, (beta * h).unsqueeze(-1), diff)
+    """``z + beta h diff`` with ``h = 1 / (alpha + r)`` (a multiply and an add: their
+    backward is cheaper than ``addcmul``'s here, measured)."""
+    return z + (beta * h).unsqueeze(-1) * diff
 
 
 def radial_log_abs_det_jacobian(
@@ -409,7 +410,8 @@ class Radial(CachedTransform, _RadialBase, TransformModule):
         self.beta_prime.fill_(_SOFTPLUS_INV_ONE).add_(0.1 * torch.randn(()).item())
 
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.x0, self.alpha_prime, self.beta_prime
+        p = self._parameters  # what self.x0 etc. return, without Module.__getattr__
+        return p["x0"], p["alpha_prime"], p["beta_prime"]  # type: ignore[return-value]
 
     def with_cache(self, cache_size: int = 1) -> Transform:
         """A :class:`ConditionedRadial` view sharing this module's parameters."""
