@@ -733,6 +733,33 @@ def test_log_det_computed_with_the_forward_map(kind, module):
     assert not torch.allclose(changed, t.log_abs_det_jacobian(x1, y1))
 
 
+@pytest.mark.parametrize("cls, name", [(Planar, "u"), (Radial, "x0")])
+def test_parameters_read_through_parametrize_and_functional_call(cls, name):
+    """The layers read their parameters from ``_parameters`` (fast) unless a parameter was
+    moved out of it, as ``torch.nn.utils.parametrize`` does; ``torch.func.functional_call``
+    swaps them in place."""
+    from torch.func import functional_call
+    from torch.nn.utils import parametrize
+
+    torch.manual_seed(0)
+    t, ref = cls(3).double(), cls(3).double()
+    _randomize(ref)
+    x = torch.randn(4, 3, dtype=F64)
+    torch.testing.assert_close(functional_call(t, dict(ref.named_parameters()), (x,)), ref(x))
+
+    class Double(torch.nn.Module):
+        def forward(self, p: torch.Tensor) -> torch.Tensor:
+            return 2 * p
+
+    parametrize.register_parametrization(ref, name, Double())
+    plain = type(ref)(3).double()
+    state = {k: v for k, v in ref.named_parameters() if "parametrizations" not in k}
+    plain.load_state_dict({**state, name: 2 * getattr(ref.parametrizations, name).original})
+    x2 = torch.randn(4, 3, dtype=F64)
+    torch.testing.assert_close(ref(x2), plain(x2.clone()))
+    torch.testing.assert_close(ref.inv(ref(x2).clone()), x2)
+
+
 @pytest.mark.parametrize("kind", sorted(BAD))
 @pytest.mark.parametrize(
     "helper, slot, name",

@@ -541,7 +541,9 @@ class Planar(CachedTransform, _PlanarBase, TransformModule):
 
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         p = self._parameters  # what self.bias etc. return, without Module.__getattr__
-        return p["bias"], p["u"], p["w"]  # type: ignore[return-value]
+        if "bias" in p and "u" in p and "w" in p:
+            return p["bias"], p["u"], p["w"]  # type: ignore[return-value]
+        return self.bias, self.u, self.w  # e.g. under torch.nn.utils.parametrize
 
     def with_cache(self, cache_size: int = 1) -> Transform:
         """A :class:`ConditionedPlanar` view sharing this module's parameters."""

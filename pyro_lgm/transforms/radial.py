@@ -411,7 +411,9 @@ class Radial(CachedTransform, _RadialBase, TransformModule):
 
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         p = self._parameters  # what self.x0 etc. return, without Module.__getattr__
-        return p["x0"], p["alpha_prime"], p["beta_prime"]  # type: ignore[return-value]
+        if "x0" in p and "alpha_prime" in p and "beta_prime" in p:
+            return p["x0"], p["alpha_prime"], p["beta_prime"]  # type: ignore[return-value]
+        return self.x0, self.alpha_prime, self.beta_prime  # e.g. under torch.nn.utils.parametrize
 
     def with_cache(self, cache_size: int = 1) -> Transform:
         """A :class:`ConditionedRadial` view sharing this module's parameters."""
