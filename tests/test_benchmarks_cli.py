@@ -71,7 +71,14 @@ def fake_mnist(tmp_path):
     return home
 
 
-SCRIPTS = ["binarized_mnist", "vector_flows", "planar_radial", "vector_flows_fit", "vae_flows"]
+SCRIPTS = [
+    "binarized_mnist",
+    "vector_flows",
+    "planar_radial",
+    "vector_flows_fit",
+    "flow_layers_speed",
+    "vae_flows",
+]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -104,13 +111,26 @@ def test_cuda_without_a_gpu_says_so(script, capsys):
 
 
 @pytest.mark.parametrize(
-    "script", ["binarized_mnist", "vector_flows", "vector_flows_fit", "vae_flows"]
+    "script",
+    ["binarized_mnist", "vector_flows", "vector_flows_fit", "flow_layers_speed", "vae_flows"],
 )
 def test_bad_dtype_exits_2(script, capsys):
     with pytest.raises(SystemExit) as exc:
         _load(script).main(["--dtype", "float16"])
     assert exc.value.code == 2
     assert "argument --dtype: expected one of float32, float64" in capsys.readouterr().err
+
+
+def test_flow_layers_speed_runs_every_flow_type_tiny(capsys):
+    """Ours against Pyro's, every flow type, at tiny sizes (the timings mean nothing here)."""
+    argv = ["--batch=3", "--latent=2", "--context=4", "--K=2", "--repeats=1", "--inner=1"]
+    rows = _load("flow_layers_speed").main([*argv, "--warmup=0", "--dtype=float64"])
+    assert [r["flow"] for r in rows] == _load("flow_layers_speed").FLOWS
+    for r in rows:
+        assert r["ours_ms"] > 0 and r["pyro_ms"] > 0
+        # the same sizes on both sides: [10 D, 10 D] defaults, the same linear read-out
+        assert r["ours_params"] == r["pyro_params"], r
+    assert "| planar linear |" in capsys.readouterr().out
 
 
 def test_cpu_clock_is_refused_on_cuda(capsys):

@@ -269,11 +269,10 @@ def test_planar_float32_inverse_is_at_the_conditioning_floor(d, seed, log_margin
 
 def test_inverse_works_on_fresh_tensors_not_cache():
     torch.manual_seed(0)
-    for t in (Planar(4), Radial(4)):
+    for t in (Planar(4), Radial(4), Planar(4, cache_size=0), Radial(4, cache_size=0)):
         with torch.no_grad():
             for p in t.parameters():
                 p.add_(0.5 * torch.randn_like(p))
-        assert t._cache_size == 0
         x1, x2 = torch.randn(2, 6, 4, dtype=torch.float32)
         y2 = t(x2).detach().clone()  # a different tensor object from anything seen before
         t(x1)
@@ -655,6 +654,134 @@ def test_validation_can_be_switched_off_for_speed():
         pyro.enable_validation(True)
     with pytest.raises(ValueError, match="x: expected finite"):
         t(x)
+
+
+# ------------------------------------------------------------------------------------------
+# Defaults (Pyro's) and the per-call fast paths
+# ------------------------------------------------------------------------------------------
+def test_defaults_follow_pyro():
+    """``cache_size=1`` (Pyro's Planar / Radial) and a ``[10 D, 10 D]`` hypernetwork, the
+    size of Pyro's ``conditional_planar`` / ``conditional_radial`` for the same D and C."""
+    import pyro.distributions.transforms as T
+
+    assert Planar(3)._cache_size == 1 and Radial(3)._cache_size == 1
+    assert planar(3)._cache_size == 1 and radial(3)._cache_size == 1
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    for ours, theirs in ((conditional_planar, T.conditional_planar),
+                         (conditional_radial, T.conditional_radial)):  # fmt: skip
+        t = ours(32, 256)
+        assert t.nn.hidden_dims == (320, 320)
+        assert count(t) == count(theirs(32, 256))
+    assert conditional_planar_flow(5, 7).layers[0].nn.hidden_dims == (50, 50)
+
+
+@pytest.mark.parametrize("helper", [conditional_planar, conditional_radial])
+def test_linear_read_out_of_the_context(helper):
+    """``hidden_dims=[]``: the parameters are an affine map of the context (Rezende &
+    Mohamed's amortization); the layer works and depends on the context."""
+    torch.manual_seed(0)
+    t = helper(3, 4, hidden_dims=[]).double()
+    (linear,) = t.nn.layers
+    assert isinstance(linear, torch.nn.Linear) and linear.in_features == 4
+    with torch.no_grad():
+        linear.weight.normal_(0.0, 0.3)
+    h = torch.randn(5, 4, dtype=F64)
+    x = torch.randn(5, 3, dtype=F64)
+    ct = t.condition(h)
+    torch.testing.assert_close(ct.inv(ct(x).clone()), x)
+    assert not torch.allclose(ct(x), t.condition(h + 1)(x))
+    assert sum(p.numel() for p in t.parameters()) == 4 * t.nn.out_dim + t.nn.out_dim
+
+
+def _pair(kind: str, module: bool):
+    torch.manual_seed(3)
+    if module:
+        t = (Planar(3) if kind == "planar" else Radial(3)).double()
+        _randomize(t)
+        return t
+    t = _conditioned(kind, cache_size=1)
+    return type(t)(*(p.double() for p in t._raw_params()))
+
+
+def _fresh_ldj(t, x):
+    if isinstance(t, (Planar, ConditionedPlanar)):
+        _, w, b, c = t._constrained()
+        return P.planar_log_abs_det_jacobian(x, w, b, c)
+    z0, alpha, _, apb = t._constrained()
+    return R.radial_log_abs_det_jacobian(x, z0, alpha, apb)
+
+
+@pytest.mark.parametrize("module", [True, False], ids=["module", "conditioned"])
+@pytest.mark.parametrize("kind", ["planar", "radial"])
+def test_log_det_computed_with_the_forward_map(kind, module):
+    """The forward pass remembers its log-det; ``log_abs_det_jacobian`` of that very pair
+    returns it (the value of the stand-alone formula, bitwise), any other pair or a changed
+    parameter is recomputed."""
+    t = _pair(kind, module)
+    x1, x2 = torch.randn(2, 6, 3, dtype=F64)
+    y1 = t(x1)
+    assert torch.equal(t.log_abs_det_jacobian(x1, y1), _fresh_ldj(t, x1))
+    assert t.log_abs_det_jacobian(x1, y1) is t.log_abs_det_jacobian(x1, y1)  # remembered
+    y2 = t(x2)
+    torch.testing.assert_close(t.log_abs_det_jacobian(x1, y1), _fresh_ldj(t, x1))
+    torch.testing.assert_close(t.log_abs_det_jacobian(x2, y2), _fresh_ldj(t, x2))
+    with torch.no_grad():
+        for p in t.parameters() if module else t._raw_params():
+            p.mul_(1.5)
+    changed = t.log_abs_det_jacobian(x2, y2)
+    torch.testing.assert_close(changed, _fresh_ldj(t, x2), rtol=0, atol=0)
+    assert not torch.allclose(changed, t.log_abs_det_jacobian(x1, y1))
+
+
+@pytest.mark.parametrize("cls, name", [(Planar, "u"), (Radial, "x0")])
+def test_parameters_read_through_parametrize_and_functional_call(cls, name):
+    """The layers read their parameters from ``_parameters`` (fast) unless a parameter was
+    moved out of it, as ``torch.nn.utils.parametrize`` does; ``torch.func.functional_call``
+    swaps them in place."""
+    from torch.func import functional_call
+    from torch.nn.utils import parametrize
+
+    torch.manual_seed(0)
+    t, ref = cls(3).double(), cls(3).double()
+    _randomize(ref)
+    x = torch.randn(4, 3, dtype=F64)
+    torch.testing.assert_close(functional_call(t, dict(ref.named_parameters()), (x,)), ref(x))
+
+    class Double(torch.nn.Module):
+        def forward(self, p: torch.Tensor) -> torch.Tensor:
+            return 2 * p
+
+    parametrize.register_parametrization(ref, name, Double())
+    plain = type(ref)(3).double()
+    state = {k: v for k, v in ref.named_parameters() if "parametrizations" not in k}
+    plain.load_state_dict({**state, name: 2 * getattr(ref.parametrizations, name).original})
+    x2 = torch.randn(4, 3, dtype=F64)
+    torch.testing.assert_close(ref(x2), plain(x2.clone()))
+    torch.testing.assert_close(ref.inv(ref(x2).clone()), x2)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+@pytest.mark.parametrize(
+    "helper, slot, name",
+    [
+        (conditional_planar, 0, "bias"),
+        (conditional_planar, 2, "u"),
+        (conditional_planar, -1, "w"),
+        (conditional_radial, 0, "x0"),
+        (conditional_radial, -2, "alpha_prime"),
+        (conditional_radial, -1, "beta_prime"),
+    ],
+)
+def test_non_finite_network_output_names_the_parameter(helper, slot, name, kind):
+    """``condition`` checks the network's whole output once; when that fails, the error
+    names the parameter as the constructor's own checks do."""
+    t = helper(3, 2, hidden_dims=[])
+    with torch.no_grad():
+        t.nn.layers[-1].bias[slot] = BAD[kind]
+    with pytest.raises(NonFiniteValueError, match=rf"^{name}: expected finite values, got {kind}$"):
+        t.condition(torch.zeros(4, 2))
+    with pyro.validation_enabled(False):
+        t.condition(torch.zeros(4, 2))
 
 
 # ------------------------------------------------------------------------------------------

@@ -30,6 +30,29 @@ from pyro_lgm._cache import Stamp
 __all__ = ["CachedTransform"]
 
 
+def _module_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """The parameters and buffers of ``module`` and its submodules, read afresh at every call
+    (a replaced parameter is seen at once), in a fixed order.
+
+    What ``[*module.parameters(), *module.buffers()]`` holds (a tensor shared between
+    submodules may appear twice: harmless in a stamp), without the cost of two recursive
+    ``named_modules`` walks with their name bookkeeping - a stamp is taken or checked
+    several times per layer and step.
+    """
+    out: list[torch.Tensor] = []
+    seen: set[int] = set()
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        out.extend(p for p in m._parameters.values() if p is not None)
+        out.extend(b for b in m._buffers.values() if b is not None)
+        stack.extend(c for c in m._modules.values() if c is not None)
+    return out
+
+
 class CachedTransform:
     """Mixin placed before ``Transform`` / ``TransformModule`` in the bases of a transform.
 
@@ -44,7 +67,7 @@ class CachedTransform:
     def _cache_tensors(self) -> list[torch.Tensor]:
         """Every tensor the transform's values depend on (besides the input)."""
         if isinstance(self, nn.Module):
-            return [*self.parameters(), *self.buffers()]
+            return _module_tensors(self)
         return []
 
     # ------------------------------------------------------------------ pair cache
@@ -59,8 +82,22 @@ class CachedTransform:
             return None
         return inp
 
-    def _pair_store(self, inp: torch.Tensor, out: torch.Tensor, direction: str) -> None:
-        stamp = Stamp([*self._cache_tensors(), inp, out])
+    def _pair_store(
+        self, inp: torch.Tensor, out: torch.Tensor, direction: str, ldj_before: object = None
+    ) -> None:
+        entry = self.__dict__.get("_ldj_entry")
+        if (
+            direction == "forward"
+            and entry is not None
+            and entry is not ldj_before
+            and entry[0]() is inp
+            and entry[1]() is out
+        ):
+            # the _call that just ran remembered the log-det of this very pair: its stamp
+            # covers the same tensors, in the same order, and nothing ran since
+            stamp = entry[3]
+        else:
+            stamp = Stamp([*self._cache_tensors(), inp, out])
         self.__dict__["_pair_entry"] = (inp, out, direction, stamp)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +106,9 @@ class CachedTransform:
         hit = self._pair_lookup(x, "forward")
         if hit is not None:
             return hit
+        ldj_before = self.__dict__.get("_ldj_entry")
         y = self._call(x)  # type: ignore[attr-defined]
-        self._pair_store(x, y, "forward")
+        self._pair_store(x, y, "forward", ldj_before)
         return y
 
     def _inv_call(self, y: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from pyro_lgm._cache import Stamp
 from pyro_lgm.errors import check_finite
 from pyro_lgm.nn.masked import MADE
 from pyro_lgm.transforms._cached import CachedTransform
+from pyro_lgm.transforms._common import broadcast_shapes
 
 __all__ = [
     "AffineAutoregressive",
@@ -215,7 +216,7 @@ class AffineAutoregressive(CachedTransform, TransformModule):
         check_finite(name, v)
         if self.context is not None:
             try:
-                torch.broadcast_shapes(v.shape[:-1], self.context.shape[:-1])
+                broadcast_shapes(v.shape[:-1], self.context.shape[:-1])
             except RuntimeError:
                 raise ValueError(
                     f"context: batch shape {tuple(self.context.shape[:-1])} does not "
@@ -247,7 +248,7 @@ class AffineAutoregressive(CachedTransform, TransformModule):
         self._check("y", y)
         batch = y.shape[:-1]
         if self.context is not None:
-            batch = torch.broadcast_shapes(batch, self.context.shape[:-1])
+            batch = broadcast_shapes(batch, self.context.shape[:-1])
         x = y.new_zeros(*batch, self.input_dim)
         n = self.num_passes()
         passes = 0
@@ -273,7 +274,7 @@ class AffineAutoregressive(CachedTransform, TransformModule):
             ldj = self.params(x)[1].sum(-1)
         if ldj.shape == y.shape[:-1]:
             return ldj
-        return ldj.expand(torch.broadcast_shapes(ldj.shape, y.shape[:-1]))
+        return ldj.expand(broadcast_shapes(ldj.shape, y.shape[:-1]))
 
     def extra_repr(self) -> str:
         return f"input_dim={self.input_dim}, log_scale_bound={self.log_scale_bound}"

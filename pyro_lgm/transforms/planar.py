@@ -29,6 +29,7 @@ from pyro.distributions import ConditionalTransformModule, TransformModule
 from torch import nn
 from torch.distributions import Transform, constraints
 
+from pyro_lgm.errors import all_finite, validation_enabled
 from pyro_lgm.nn.dense import DenseNN
 from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._common import (
@@ -37,10 +38,12 @@ from pyro_lgm.transforms._common import (
     _check_hidden_dims,
     _check_net,
     _check_param_tensor,
+    _check_params_finite,
     _check_positive_int,
     _check_vector_input,
     _default_hidden_dims,
     _last_linear,
+    broadcast_shapes,
 )
 
 __all__ = [
@@ -86,7 +89,7 @@ def planar_constrain(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, to
     wu = (w * u).sum(-1)
     w_norm2 = (w * w).sum(-1).clamp_min(torch.finfo(w.dtype).tiny)
     m = F.softplus(wu) - 1
-    u_hat = u + ((m - wu) / w_norm2).unsqueeze(-1) * w
+    u_hat = torch.addcmul(u, ((m - wu) / w_norm2).unsqueeze(-1), w)
     c = (w * u_hat).sum(-1).clamp_min(-1.0)
     return u_hat, c
 
@@ -109,8 +112,17 @@ def planar_forward(
         >>> planar_forward(torch.zeros(2), torch.ones(2), torch.ones(2), torch.tensor(0.0))
         tensor([0., 0.])
     """
-    a = (w * z).sum(-1) + b
-    return z + u_hat * torch.tanh(a).unsqueeze(-1)
+    return _planar_map(z, u_hat, torch.tanh((w * z).sum(-1) + b))
+
+
+def _planar_map(z: torch.Tensor, u_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``z + u_hat t`` with ``t = tanh(w . z + b)``."""
+    return torch.addcmul(z, u_hat, t.unsqueeze(-1))
+
+
+def _planar_ldj(t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``log((1 + c) - c t^2)`` with ``t = tanh(w . z + b)``."""
+    return torch.log(torch.addcmul(1 + c, c * t, t, value=-1))
 
 
 def planar_log_abs_det_jacobian(
@@ -141,8 +153,7 @@ def planar_log_abs_det_jacobian(
         ...                             torch.tensor(1.0))
         tensor(0.6931)
     """
-    t = torch.tanh((w * z).sum(-1) + b)
-    return torch.log((1 + c) - c * t * t)
+    return _planar_ldj(torch.tanh((w * z).sum(-1) + b), c)
 
 
 def _solve_start(k_abs: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -332,20 +343,22 @@ class _PlanarBase(VectorParamTransform):
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - provided by every subclass
 
-    def _param_batch_shape(self) -> torch.Size:
-        b, u, w = self._raw_params()
-        return torch.broadcast_shapes(b.shape, u.shape[:-1], w.shape[:-1])
+    # ``params``: the raw parameters when the caller already holds them (one read of a
+    # module's attributes per call instead of three)
+    def _param_batch_shape(self, params: tuple | None = None) -> torch.Size:
+        b, u, w = params or self._raw_params()
+        return broadcast_shapes(b.shape, u.shape[:-1], w.shape[:-1])
 
     def _constrained(
-        self,
+        self, params: tuple | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, u, w = self._raw_params()
+        b, u, w = params or self._raw_params()
         u_hat, c = planar_constrain(u, w)
         return u_hat, w, b, c
 
-    def _check(self, name: str, x: torch.Tensor) -> None:
-        b, _, w = self._raw_params()
-        _check_vector_input(name, x, self.input_dim, w, self._param_batch_shape())
+    def _check(self, name: str, x: torch.Tensor, params: tuple | None = None) -> None:
+        params = params or self._raw_params()
+        _check_vector_input(name, x, self.input_dim, params[2], self._param_batch_shape(params))
 
     @property
     def u_hat(self) -> torch.Tensor:
@@ -353,9 +366,16 @@ class _PlanarBase(VectorParamTransform):
         return self._constrained()[0]
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        self._check("x", x)
-        u_hat, w, b, _ = self._constrained()
-        return planar_forward(x, u_hat, w, b)
+        params = self._raw_params()
+        self._check("x", x, params)
+        u_hat, w, b, c = self._constrained(params)
+        # the forward map and its log-det share tanh(w.x + b) and the constraint: both are
+        # computed here, and log_abs_det_jacobian(x, y) of this very pair recalls the log-det
+        # (the helpers of planar_forward and planar_log_abs_det_jacobian: the same values)
+        t = torch.tanh((w * x).sum(-1) + b)
+        y = _planar_map(x, u_hat, t)
+        self._remember_ldj(x, y, _planar_ldj(t, c))
+        return y
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         self._check("y", y)
@@ -364,6 +384,9 @@ class _PlanarBase(VectorParamTransform):
         return planar_inverse(y, u_hat, w, b, max_iter=self.max_iter)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ldj = self._recall_ldj(x, y)  # type: ignore[attr-defined]
+        if ldj is not None:
+            return ldj
         self._check("x", x)
         _, w, b, c = self._constrained()
         return planar_log_abs_det_jacobian(x, w, b, c)
@@ -414,27 +437,30 @@ class ConditionedPlanar(CachedTransform, _PlanarBase):
         *,
         max_iter: int = 100,
         cache_size: int = 1,
+        _checked: bool = False,
     ) -> None:
         super().__init__(cache_size=cache_size)
-        _check_param_tensor("bias", bias, 0)
-        _check_param_tensor("u", u, 1)
-        _check_param_tensor("w", w, 1)
-        if u.shape[-1] != w.shape[-1]:
-            raise ValueError(
-                f"u: expected the last dimension of w ({w.shape[-1]}), got {tuple(u.shape)}"
-            )
-        for name, p in (("bias", bias), ("u", u)):
-            if p.dtype != w.dtype or p.device != w.device:
-                raise ValueError(f"{name}: expected the dtype and device of w")
-        try:
-            torch.broadcast_shapes(bias.shape, u.shape[:-1], w.shape[:-1])
-        except RuntimeError:
-            raise ValueError(
-                f"bias: batch shapes {tuple(bias.shape)}, {tuple(u.shape[:-1])} (u), "
-                f"{tuple(w.shape[:-1])} (w) do not broadcast"
-            ) from None
-        self.input_dim = w.shape[-1]
         self.max_iter = _check_positive_int("max_iter", max_iter)
+        if not _checked:  # else: slices of a network's output, checked whole by condition()
+            _check_param_tensor("bias", bias, 0)
+            _check_param_tensor("u", u, 1)
+            _check_param_tensor("w", w, 1)
+            _check_params_finite(bias=bias, u=u, w=w)  # under validation, like every input
+            if u.shape[-1] != w.shape[-1]:
+                raise ValueError(
+                    f"u: expected the last dimension of w ({w.shape[-1]}), got {tuple(u.shape)}"
+                )
+            for name, p in (("bias", bias), ("u", u)):
+                if p.dtype != w.dtype or p.device != w.device:
+                    raise ValueError(f"{name}: expected the dtype and device of w")
+            try:
+                broadcast_shapes(bias.shape, u.shape[:-1], w.shape[:-1])
+            except RuntimeError:
+                raise ValueError(
+                    f"bias: batch shapes {tuple(bias.shape)}, {tuple(u.shape[:-1])} (u), "
+                    f"{tuple(w.shape[:-1])} (w) do not broadcast"
+                ) from None
+        self.input_dim = w.shape[-1]
         self._params = (bias, u, w)
 
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -476,9 +502,11 @@ class Planar(CachedTransform, _PlanarBase, TransformModule):
     Args:
         input_dim: size ``D`` of the event; inputs are ``(..., D)``.
         max_iter: iteration cap of the inverse's solver.
-        cache_size: 0 (default) or 1: with 1, ``t.inv(t(x))`` returns ``x`` without a
-            Newton solve, served only while no parameter changed (validated cache,
-            :class:`~pyro_lgm.transforms._cached.CachedTransform`).
+        cache_size: 0 or 1 (default, as Pyro's ``Planar``): with 1, ``t.inv(t(x))``
+            returns ``x`` without a Newton solve (``log_prob`` of a sample just drawn, as
+            in ``AutoNormalizingFlow``), served only while no parameter changed (validated
+            cache, :class:`~pyro_lgm.transforms._cached.CachedTransform`); with 0 every
+            inverse is solved.
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -491,7 +519,7 @@ class Planar(CachedTransform, _PlanarBase, TransformModule):
         torch.Size([4])
     """
 
-    def __init__(self, input_dim: int, *, max_iter: int = 100, cache_size: int = 0) -> None:
+    def __init__(self, input_dim: int, *, max_iter: int = 100, cache_size: int = 1) -> None:
         super().__init__(cache_size=cache_size)
         self.input_dim = _check_positive_int("input_dim", input_dim)
         self.max_iter = _check_positive_int("max_iter", max_iter)
@@ -512,7 +540,10 @@ class Planar(CachedTransform, _PlanarBase, TransformModule):
         self.u.copy_(perp + _SOFTPLUS_INV_ONE * self.w / w_norm2)
 
     def _raw_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.bias, self.u, self.w
+        p = self._parameters  # what self.bias etc. return, without Module.__getattr__
+        if "bias" in p and "u" in p and "w" in p:
+            return p["bias"], p["u"], p["w"]  # type: ignore[return-value]
+        return self.bias, self.u, self.w  # e.g. under torch.nn.utils.parametrize
 
     def with_cache(self, cache_size: int = 1) -> Transform:
         """A :class:`ConditionedPlanar` view sharing this module's parameters."""
@@ -581,9 +612,12 @@ class ConditionalPlanar(ConditionalTransformModule):
         _check_context(context, self.nn)
         out = self.nn(context)
         d = self.input_dim
-        return ConditionedPlanar(
-            out[..., 0], out[..., 1 : 1 + d], out[..., 1 + d :], max_iter=self.max_iter
-        )
+        # the slices have the right shapes, dtype and device by construction: one
+        # finiteness check of the whole output (the constructor's checks, which name the
+        # parameter, run only when it fails)
+        checked = not validation_enabled() or all_finite(out)
+        bias, u, w = out.split([1, d, d], dim=-1)  # one node in backward
+        return ConditionedPlanar(bias.squeeze(-1), u, w, max_iter=self.max_iter, _checked=checked)
 
     @property
     def context_dim(self) -> int:
@@ -625,7 +659,9 @@ def conditional_planar(
     Args:
         input_dim: size ``D`` of the event.
         context_dim: size ``C`` of the context.
-        hidden_dims: hidden widths; default ``[max(32, 4 C)] * 2``.
+        hidden_dims: hidden widths of the network; default ``[10 D, 10 D]`` (Pyro's
+            default). ``[]`` makes the parameters a linear read-out of the context,
+            the amortization of Rezende & Mohamed (2015).
         kwargs: forwarded to :class:`ConditionalPlanar` (``max_iter``).
 
     Example:
@@ -636,6 +672,6 @@ def conditional_planar(
     input_dim = _check_positive_int("input_dim", input_dim)
     context_dim = _check_positive_int("context_dim", context_dim)
     if hidden_dims is None:
-        hidden_dims = _default_hidden_dims(context_dim)
+        hidden_dims = _default_hidden_dims(input_dim)
     net = DenseNN(context_dim, _check_hidden_dims(hidden_dims), 1 + 2 * input_dim)
     return ConditionalPlanar(net, input_dim, **kwargs)
