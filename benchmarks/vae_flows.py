@@ -201,7 +201,7 @@ def evaluate(vae: VAE, test_x: torch.Tensor, args: argparse.Namespace) -> dict:
         au, _ = active_units(vae.guide, test_x, num_samples=20, batch_size=args.eval_batch)
     n = ll.numel()
     return {
-        "per_image": ll.cpu(),
+        "per_image": [round(float(v), 4) for v in ll.cpu()],
         "nll": -float(ll.mean()),
         "nll_se": float(ll.std()) / math.sqrt(n),
         "neg_elbo": -float(el.mean()),
@@ -288,6 +288,46 @@ def speed(args: argparse.Namespace, train_x: torch.Tensor, clock: Clock, log) ->
     return rows
 
 
+def quality_table(rows: list[dict], samples: int, clock_kind: str) -> str:
+    """The markdown table, with each guide's paired difference from ``diag`` (the same test
+    images: the per-image bounds are subtracted before averaging)."""
+    base = next((r for r in rows if r["guide"] == "diag"), None)
+    lines = [
+        f"| guide | budget ({clock_kind}-min) | steps | test -log p(x), IWAE S={samples} "
+        f"(nats) | minus diag's (paired) | -ELBO | active units |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        diff = ""
+        if base is not None and r is not base:
+            if len(r["per_image"]) != len(base["per_image"]):
+                raise ValueError("the runs used different test images: no paired difference")
+            d = torch.tensor(base["per_image"]) - torch.tensor(r["per_image"])
+            r["vs_diag"] = float(d.mean())
+            r["vs_diag_se"] = float(d.std()) / math.sqrt(d.numel())
+            diff = f"{r['vs_diag']:+.2f} ± {r['vs_diag_se']:.2f}"
+        lines.append(
+            f"| {r['guide']} | {r['minutes']:g} | {r['steps']} | {r['nll']:.2f} ± "
+            f"{r['nll_se']:.2f} | {diff} | {r['neg_elbo']:.2f} | {r['active_units']} |"
+        )
+    lines.append(f"\n{rows[0]['test_images']} random test images (seed 1234), S = {samples}.")
+    return "\n".join(lines)
+
+
+def combine(paths: list[str]) -> str:
+    """One table from several ``--out`` files of runs on the same test images."""
+    rows, samples, clocks = [], set(), set()
+    for path in paths:
+        with open(path) as f:
+            res = json.load(f)
+        rows += res["quality"]
+        samples.add(res["samples"])
+        clocks.add(res["clock"])
+    if len(samples) != 1 or len(clocks) != 1:
+        raise ValueError(f"the runs differ in --samples {samples} or clock {clocks}")
+    return quality_table(rows, samples.pop(), clocks.pop())
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("PYRO_LGM_DATA"), help="data home")
@@ -326,8 +366,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--speed-k", type=int, default=10)
     p.add_argument("--speed-steps", type=int, default=50)
     p.add_argument("--speed-repeats", type=int, default=6)
+    p.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="OUT_JSON",
+        help="print one table from the --out files of earlier runs, and exit",
+    )
     add_device_args(p)
     args = p.parse_args(argv)
+    if args.combine:
+        print(combine(args.combine))
+        return {}
     clock_kind = check_clock(p, args.clock, args.device) or "cpu"
     torch.set_num_threads(args.threads)
     clock = Clock(clock_kind, args.device)
@@ -346,6 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": time.strftime("%Y-%m-%d"),
         "commit": _commit(),
         "clock": clock_kind,
+        "samples": args.samples,
         **info(args.device, args.dtype),
     }
     print(
@@ -382,26 +433,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
             pyro.clear_param_store()
         result["quality"] = rows
-        base = next((r for r in rows if r["guide"] == "diag"), None)
-        for r in rows:  # paired differences with the diagonal guide, on the same images
-            if base is not None and r is not base:
-                d = base["per_image"] - r["per_image"]  # -log p(x) of r minus diag's
-                r["vs_diag"] = float(d.mean())
-                r["vs_diag_se"] = float(d.std()) / math.sqrt(d.numel())
-        for r in rows:
-            r["per_image"] = [round(float(v), 3) for v in r["per_image"]]
-        print(
-            f"| guide | budget ({clock_kind}-min) | steps | test -log p(x), IWAE "
-            f"S={args.samples} (nats) | vs diag (paired) | -ELBO | active units |"
-        )
-        print("|---|---|---|---|---|---|---|")
-        for r in rows:
-            diff = f"{r['vs_diag']:+.2f} ± {r['vs_diag_se']:.2f}" if "vs_diag" in r else ""
-            print(
-                f"| {r['guide']} | {args.minutes:g} | {r['steps']} | {r['nll']:.2f} ± "
-                f"{r['nll_se']:.2f} | {diff} | {r['neg_elbo']:.2f} | {r['active_units']} |"
-            )
-        print(f"\n{rows[0]['test_images']} random test images (seed 1234), S = {args.samples}.")
+        print(quality_table(rows, args.samples, clock_kind))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

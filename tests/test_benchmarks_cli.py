@@ -426,6 +426,8 @@ def test_vae_flows_quality_and_speed_run_on_tiny_data(fake_mnist, tmp_path, caps
     # the paired difference is the difference of the two means, over the same images
     assert rows[1]["vs_diag"] == pytest.approx(rows[1]["nll"] - rows[0]["nll"], abs=1e-4)
     assert "| planar:2 |" in out and json.loads((tmp_path / "q.json").read_text())["quality"]
+    vf.main(["--combine", str(tmp_path / "q.json")])  # the same table from the saved run
+    assert f"{rows[1]['vs_diag']:+.2f}" in capsys.readouterr().out
     result = vf.main(
         [
             "--data",
