@@ -424,6 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
             ev = evaluate(vae, test_x, args)
             row = {
                 "guide": guide_name(spec),
+                "minutes": args.minutes,
                 "steps": curve[-1]["steps"],
                 "epochs": curve[-1]["epoch"],
                 **ev,
