@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     p.add_argument("--K", nargs="+", type=int, default=[2, 8, 32], help="numbers of layers")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=5e-3, help="peak Adam learning rate")
+    p.add_argument("--lr", type=float, default=1e-2, help="peak Adam learning rate")
     p.add_argument(
         "--anneal",
         type=int,
