@@ -78,6 +78,7 @@ SCRIPTS = [
     "vector_flows_fit",
     "flow_layers_speed",
     "vae_flows",
+    "energies",
 ]
 
 
@@ -112,7 +113,14 @@ def test_cuda_without_a_gpu_says_so(script, capsys):
 
 @pytest.mark.parametrize(
     "script",
-    ["binarized_mnist", "vector_flows", "vector_flows_fit", "flow_layers_speed", "vae_flows"],
+    [
+        "binarized_mnist",
+        "vector_flows",
+        "vector_flows_fit",
+        "flow_layers_speed",
+        "vae_flows",
+        "energies",
+    ],
 )
 def test_bad_dtype_exits_2(script, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -252,6 +260,20 @@ def test_planar_radial_cpu(capsys):
     assert len(rows) == 4  # planar, radial x interior, near the boundary
     assert all(r["err64"] < 1e-12 for *_, r in rows)
     assert "device cpu (" in capsys.readouterr().out
+
+
+def test_energies_cpu_float64_table_and_curves(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "curves.json"
+    argv = ["--quick", "--energies", "U1", "--K", "2", "--dtype", "float64", "--out", str(out)]
+    assert _load("energies").main(argv) == 0
+    text = capsys.readouterr().out
+    assert "device cpu (" in text and "dtype float64" in text
+    assert "| U1 | planar |" in text and "| U1 | radial |" in text
+    fits = json.loads(out.read_text())["fits"]
+    assert [(f["flow"], f["K"]) for f in fits] == [("planar", 2), ("radial", 2)]
+    assert all(len(f["curve"]["step"]) >= 2 and f["status"] == "ok" for f in fits)
 
 
 def test_vector_flows_fit_cpu_float64(capsys):

@@ -4,6 +4,16 @@ from pyro_lgm.data._paths import DATASETS, load
 from pyro_lgm.data.binarized_mnist import binarize, load_binarized_mnist, read_amat
 from pyro_lgm.data.debd import list_debd, load_debd, read_debd_file
 from pyro_lgm.data.digits import DIGITS_SPLIT_SIZES, digits_permutation, load_digits
+from pyro_lgm.data.energies import (
+    ENERGIES,
+    Energy,
+    KLEstimate,
+    edge_mass,
+    energy,
+    log_normalizer,
+    reverse_kl,
+    rsample_with_log_prob,
+)
 from pyro_lgm.data.mnist import load_mnist, read_idx, write_idx
 from pyro_lgm.data.toy import Checkerboard, EightGaussians, Rings, TwoMoons
 
@@ -28,4 +38,13 @@ __all__: list[str] = [
     "EightGaussians",
     "Rings",
     "TwoMoons",
+    # unnormalized 2-D energies (Rezende & Mohamed 2015) and the reverse KL
+    "ENERGIES",
+    "Energy",
+    "KLEstimate",
+    "edge_mass",
+    "energy",
+    "log_normalizer",
+    "reverse_kl",
+    "rsample_with_log_prob",
 ]
