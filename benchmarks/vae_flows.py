@@ -198,7 +198,7 @@ def evaluate(vae: VAE, test_x: torch.Tensor, args: argparse.Namespace) -> dict:
             progress=None,
         )
         el = elbo(vae.model, vae.guide, test_x, num_samples=1, batch_size=args.eval_batch)
-        au, _ = active_units(vae.guide, test_x, num_samples=20, batch_size=args.eval_batch)
+        au, _ = active_units(vae.guide, test_x, num_samples=100, batch_size=args.eval_batch)
     n = ll.numel()
     return {
         "per_image": [round(float(v), 4) for v in ll.cpu()],

@@ -295,28 +295,34 @@ def active_units(
     .. math::
         A_u = \operatorname{Cov}_x\big(\mathbb E_{q(z \mid x)}[z_u]\big) > \delta,
 
-    the posterior mean estimated from ``num_samples`` guide samples (exact for a Gaussian
-    guide up to Monte Carlo noise of variance :math:`\sigma_u^2 / S`; with a flow the mean
-    has no closed form) and :math:`\delta` = ``threshold`` (0.01 in the paper).
+    with :math:`\delta` = ``threshold`` (0.01 in the paper). The posterior mean is estimated
+    from ``num_samples`` guide samples (a flow's mean has no closed form), and the Monte
+    Carlo noise this adds to the variance across ``x`` is removed: the estimate is
+    :math:`\operatorname{Var}_x(\bar z_u) - \operatorname{mean}_x(s^2_u(x) / S)`, with
+    :math:`s^2_u(x)` the unbiased sample variance of the ``S`` draws for one ``x``. Without
+    the correction an inactive unit (posterior :math:`\approx N(0, 1)` for every ``x``)
+    would show :math:`1 / S`, above :math:`\delta` for ``S < 100``.
 
     Args:
         guide: called as ``guide(*batch)``; its site ``site`` is an ``(N, L)`` latent.
         data: ``x`` of shape ``(N, ...)`` or a tuple of tensors sharing ``N``.
         site: the latent site's name.
-        num_samples: guide samples per example.
+        num_samples: guide samples per example (at least 2).
         threshold: :math:`\delta`.
         batch_size: examples per pass.
 
     Returns:
-        ``(count, activity)`` with ``activity`` the ``(L,)`` variances across the data.
+        ``(count, activity)`` with ``activity`` the ``(L,)`` corrected variances.
     """
     if not isinstance(threshold, int | float) or isinstance(threshold, bool) or threshold < 0:
         raise ValueError(f"threshold: expected a number >= 0, got {threshold!r}")
     _check_samples(num_samples, 1)
+    if num_samples < 2:
+        raise ValueError(f"num_samples: the noise correction needs at least 2, got {num_samples}")
     n, batches = _batches(data, batch_size)
     if n < 2:
         raise ValueError(f"data: a variance across examples needs N >= 2, got N = {n}")
-    means = []
+    means, noise = [], []
     for batch in batches:
         with torch.no_grad(), pyro.plate(_PARTICLES, num_samples, dim=-2):
             tr = poutine.trace(guide).get_trace(*batch)
@@ -328,5 +334,6 @@ def active_units(
                 f"site: expected {site!r} of shape (N, L) per particle, got {tuple(z.shape)}"
             )
         means.append(z.mean(0))
-    activity = torch.cat(means).var(0)
+        noise.append(z.var(0) / num_samples)
+    activity = torch.cat(means).var(0) - torch.cat(noise).mean(0)
     return int((activity > threshold).sum()), activity
