@@ -409,36 +409,10 @@ def test_gpu_check_smoke_runs_every_stage_on_the_cpu(tmp_path, fake_mnist):
 
 def test_vae_flows_quality_and_speed_run_on_tiny_data(fake_mnist, tmp_path, capsys):
     vf = _load("vae_flows")
-    argv = [
-        "--data",
-        str(fake_mnist),
-        "--minutes",
-        "0.002",
-        "--curve-every",
-        "0.001",
-        "--samples",
-        "6",
-        "--chunk",
-        "4",
-        "--test-size",
-        "8",
-        "--curve-size",
-        "6",
-        "--curve-samples",
-        "3",
-        "--latent",
-        "4",
-        "--hidden",
-        "16",
-        "--batch",
-        "10",
-        "--guides",
-        "diag",
-        "planar:2",
-        "iaf:1",
-        "--out",
-        str(tmp_path / "q.json"),
-    ]
+    tiny = "--latent 4 --hidden 16 --batch 10".split()
+    argv = ["--data", str(fake_mnist), "--out", str(tmp_path / "q.json"), *tiny]
+    argv += "--minutes 0.002 --curve-every 0.001 --samples 6 --chunk 4 --test-size 8".split()
+    argv += "--curve-size 6 --curve-samples 3 --guides diag planar:2 iaf:1".split()
     result = vf.main(argv)
     out = capsys.readouterr().out
     rows = result["quality"]
@@ -450,24 +424,7 @@ def test_vae_flows_quality_and_speed_run_on_tiny_data(fake_mnist, tmp_path, caps
     assert "| planar:2 |" in out and json.loads((tmp_path / "q.json").read_text())["quality"]
     vf.main(["--combine", str(tmp_path / "q.json")])  # the same table from the saved run
     assert f"{rows[1]['vs_diag']:+.2f}" in capsys.readouterr().out
-    result = vf.main(
-        [
-            "--data",
-            str(fake_mnist),
-            "--speed",
-            "--speed-steps",
-            "2",
-            "--speed-repeats",
-            "2",
-            "--speed-k",
-            "2",
-            "--latent",
-            "4",
-            "--hidden",
-            "16",
-            "--batch",
-            "10",
-        ]
-    )
+    speed = "--speed --speed-steps 2 --speed-repeats 2 --speed-k 2".split()
+    result = vf.main(["--data", str(fake_mnist), *speed, *tiny])
     assert [r["guide"] for r in result["speed"]] == ["planar:2", "radial:2", "iaf:2"]
     assert all(r["ratio"] > 0 and len(r["ratios"]) == 2 for r in result["speed"])
