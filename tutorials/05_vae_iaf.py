@@ -9,8 +9,11 @@ log-likelihood is the importance-weighted bound (Burda et al., 2016).
 
 The user code is the body of ``main``: under 30 lines. Run::
 
-    python tutorials/05_vae_iaf.py --data ../shared/data            # ~5 min on one core
-    python tutorials/05_vae_iaf.py --data ../shared/data --epochs 20 # closer to converged
+    python tutorials/05_vae_iaf.py --data ../shared/data              # 5 epochs, 104.3 nats
+    python tutorials/05_vae_iaf.py --data ../shared/data --epochs 50  # closer to converged
+
+Five epochs (2500 SVI steps at about 30 ms each on one thread) reach a test bound of
+104.3 nats (2026-12-01, S=100 on 500 random test images): far from converged.
 
 ``--data`` is a directory holding ``binarized_mnist.npz`` (or the ``.amat`` files), or a data
 home with a ``binarized_mnist/`` sub-directory; ``PYRO_LGM_DATA`` works too.
@@ -26,14 +29,15 @@ from pyro_lgm.metrics import iwae
 from pyro_lgm.models import VAE
 
 
-def main(data=None, epochs=1, max_steps=None, test_images=500, samples=100):
+def main(data=None, epochs=5, max_steps=None, test_images=500, samples=100):
+    torch.set_num_threads(1)  # as the benchmarks: one thread per process
     pyro.set_rng_seed(0)
     x = load_binarized_mnist(data, "train", dtype=torch.float32)
     test = load_binarized_mnist(data, "test", dtype=torch.float32)
     test = test[torch.randperm(len(test))[:test_images]]  # the test split is sorted by digit
 
     # latent 32, MLP 784-256-256, Bernoulli decoder, guide = Gaussian + 2 IAF steps
-    vae = VAE((784,), latent_dim=32, flow="iaf", num_flows=2, kl_warmup_steps=2000)
+    vae = VAE((784,), latent_dim=32, flow="iaf", num_flows=2, kl_warmup_steps=1000)
     svi = pyro.infer.SVI(
         vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.Trace_ELBO()
     )
@@ -42,9 +46,9 @@ def main(data=None, epochs=1, max_steps=None, test_images=500, samples=100):
     for epoch in range(epochs):
         for batch in x[torch.randperm(len(x))].split(100):
             loss = svi.step(batch) / len(batch)
-            vae.warmup_step()  # the KL weight rises from 0.01 to 1 over 2000 steps
+            vae.warmup_step()  # the KL weight rises from 0.01 to 1 over 1000 steps
             step += 1
-            if step % 100 == 0:
+            if step % 500 == 0:
                 print(f"epoch {epoch} step {step}: -ELBO (warm-up weighted) {loss:.2f} nats")
             if max_steps is not None and step >= max_steps:
                 break
@@ -59,6 +63,6 @@ def main(data=None, epochs=1, max_steps=None, test_images=500, samples=100):
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=None, help="binarized MNIST location (or PYRO_LGM_DATA)")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=5)
     a = p.parse_args()
     main(a.data, a.epochs)
