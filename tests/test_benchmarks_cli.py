@@ -419,8 +419,9 @@ def test_vae_flows_quality_and_speed_run_on_tiny_data(fake_mnist, tmp_path, caps
     assert [r["guide"] for r in rows] == ["diag", "planar:2", "iaf:1"]
     assert all(r["test_images"] == 8 and math.isfinite(r["nll"]) for r in rows)
     assert all(len(r["curve"]) >= 2 and r["curve"][-1]["steps"] > 0 for r in rows)
-    # the paired difference is the difference of the two means, over the same images
-    assert rows[1]["vs_diag"] == pytest.approx(rows[1]["nll"] - rows[0]["nll"], abs=1e-4)
+    # the paired difference is the difference of the two means, over the same images (up to
+    # the per-image bounds' rounding to 1e-4, at most 1e-4 in the mean, and float32 means)
+    assert rows[1]["vs_diag"] == pytest.approx(rows[1]["nll"] - rows[0]["nll"], abs=5e-4)
     assert "| planar:2 |" in out and json.loads((tmp_path / "q.json").read_text())["quality"]
     vf.main(["--combine", str(tmp_path / "q.json")])  # the same table from the saved run
     assert f"{rows[1]['vs_diag']:+.2f}" in capsys.readouterr().out
