@@ -260,37 +260,21 @@ class VAE(PyroModule):
             )
         raise ValueError(f"decoder: expected 'mlp', 'conv' or an nn.Module, got {decoder!r}")
 
-    @torch.no_grad()
     def _probe_encoder(self) -> int:
-        was = self.encoder.training
-        self.encoder.eval()
-        try:
-            p = next(iter(self.encoder.parameters()), self._zero)
-            h = self.encoder(torch.zeros(2, *self.data_shape, dtype=p.dtype, device=p.device))
-        finally:
-            self.encoder.train(was)
+        h = _probe(self.encoder, (*self.data_shape,), self._zero)
         if not isinstance(h, torch.Tensor) or h.dim() != 2 or h.shape[0] != 2:
-            got = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
             raise ValueError(
-                f"encoder: expected (N, F) features for (N, *data_shape) input, got {got}"
+                f"encoder: expected (N, F) features for (N, *data_shape) input, got {_desc(h)}"
             )
         return h.shape[1]
 
-    @torch.no_grad()
     def _probe_decoder(self) -> None:
-        was = self.decoder.training
-        self.decoder.eval()
-        try:
-            p = next(iter(self.decoder.parameters()), self._zero)
-            out = self.decoder(torch.zeros(2, self.latent_dim, dtype=p.dtype, device=p.device))
-        finally:
-            self.decoder.train(was)
+        out = _probe(self.decoder, (self.latent_dim,), self._zero)
         want = self._m * math.prod(self.data_shape)
         if not isinstance(out, torch.Tensor) or out.shape[0] != 2 or out[0].numel() != want:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(
                 f"decoder: expected (N, ...) with {self._m} x {math.prod(self.data_shape)} = "
-                f"{want} numbers per row for the {self.likelihood!r} likelihood, got {got}"
+                f"{want} numbers per row for the {self.likelihood!r} likelihood, got {_desc(out)}"
             )
 
     # ------------------------------------------------------------------ checks
@@ -446,6 +430,23 @@ class VAE(PyroModule):
             f"likelihood={self.likelihood!r}, flow={self.flow_kind!r}, "
             f"num_flows={len(self.flow.transforms)}, amortized={self.amortized}"
         )
+
+
+@torch.no_grad()
+def _probe(net: nn.Module, shape: tuple[int, ...], like: torch.Tensor) -> object:
+    """``net`` on two zero rows of ``shape``, in eval mode (restored after): what a
+    constructor checks a user's network against."""
+    was = net.training
+    net.eval()
+    try:
+        p = next(iter(net.parameters()), like)
+        return net(torch.zeros(2, *shape, dtype=p.dtype, device=p.device))
+    finally:
+        net.train(was)
+
+
+def _desc(out: object) -> object:
+    return tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
 
 
 def _check_nonneg_int(name: str, value: object) -> int:
