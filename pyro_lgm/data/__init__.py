@@ -2,8 +2,14 @@
 
 from pyro_lgm.data._paths import DATASETS, load
 from pyro_lgm.data.binarized_mnist import binarize, load_binarized_mnist, read_amat
+from pyro_lgm.data.cifar10 import CIFAR10_CLASSES, load_cifar10
 from pyro_lgm.data.debd import list_debd, load_debd, read_debd_file
-from pyro_lgm.data.digits import DIGITS_SPLIT_SIZES, digits_permutation, load_digits
+from pyro_lgm.data.digits import (
+    DIGITS_SPLIT_SIZES,
+    digits_permutation,
+    load_digits,
+    load_digits_images,
+)
 from pyro_lgm.data.energies import (
     ENERGIES,
     Energy,
@@ -14,11 +20,19 @@ from pyro_lgm.data.energies import (
     reverse_kl,
     rsample_with_log_prob,
 )
+from pyro_lgm.data.images import (
+    PAD_COLOR,
+    UNOBSERVED_COLOR,
+    completion_grid,
+    image_grid,
+    save_image_grid,
+)
 from pyro_lgm.data.mnist import load_mnist, read_idx, write_idx
 from pyro_lgm.data.toy import Checkerboard, EightGaussians, Rings, TwoMoons
 
 __all__: list[str] = [
     # real data readers
+    "CIFAR10_CLASSES",
     "DATASETS",
     "DIGITS_SPLIT_SIZES",
     "binarize",
@@ -26,13 +40,21 @@ __all__: list[str] = [
     "list_debd",
     "load",
     "load_binarized_mnist",
+    "load_cifar10",
     "load_debd",
     "load_digits",
+    "load_digits_images",
     "load_mnist",
     "read_amat",
     "read_debd_file",
     "read_idx",
     "write_idx",
+    # image grids (PNG) of data, samples and completions
+    "PAD_COLOR",
+    "UNOBSERVED_COLOR",
+    "completion_grid",
+    "image_grid",
+    "save_image_grid",
     # 2-D toy densities with exact log-densities
     "Checkerboard",
     "EightGaussians",

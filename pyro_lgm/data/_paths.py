@@ -2,7 +2,8 @@
 
 * where data live: an explicit ``root`` argument, else the ``PYRO_LGM_DATA`` environment
   variable; a root may be the data set's own directory or a "data home" holding one
-  sub-directory per data set (``mnist/``, ``binarized_mnist/``, ``debd/``);
+  sub-directory per data set (``mnist/``, ``binarized_mnist/``, ``debd/``,
+  ``cifar10_subset/``);
 * reading a file that may or may not be gzip-compressed (detected from its magic bytes);
 * parsing text files of ``0``/``1`` rows (Larochelle's ``.amat``, DEBD's ``.data``) into a
   ``uint8`` array with row-and-column error messages;
@@ -220,7 +221,14 @@ def _parse_slow(data: bytes, *, sep: str, source: str, width: int | None) -> np.
     return np.asarray(rows, dtype=np.uint8)
 
 
-DATASETS = ("digits", "binarized_digits", "mnist", "binarized_mnist")
+DATASETS = (
+    "digits",
+    "binarized_digits",
+    "digits_images",
+    "mnist",
+    "binarized_mnist",
+    "cifar10_subset",
+)
 
 
 def load(
@@ -231,22 +239,27 @@ def load(
 ) -> torch.Tensor:
     r"""Load the examples (no labels) of a data set by name.
 
-    ============================  ===========================  ==========================
+    ============================  ===========================  ===========================
     ``name``                      reader                       result
-    ============================  ===========================  ==========================
+    ============================  ===========================  ===========================
     ``"digits"``                  ``load_digits``              ``(N, 64)`` levels 0..16
     ``"binarized_digits"``        ``load_digits(binarize=8)``  ``(N, 64)`` in {0, 1}
+    ``"digits_images"``           ``load_digits_images``       ``(N, 1, 8, 8)`` 0..255
     ``"mnist"``                   ``load_mnist`` (images)      ``(N, 28, 28)`` 0..255
     ``"binarized_mnist"``         ``load_binarized_mnist``     ``(N, 784)`` in {0, 1}
+    ``"cifar10_subset"``          ``load_cifar10``             ``(N, 3, 32, 32)`` 0..255
     any other, or ``"debd:<n>"``  ``load_debd``                ``(N, D)`` in {0, 1}
-    ============================  ===========================  ==========================
+    ============================  ===========================  ===========================
+
+    ``"cifar10_subset"`` is 4000 / 1000 images of CIFAR-10, not the full data set (see
+    :func:`~pyro_lgm.data.load_cifar10`).
 
     Args:
         name: the data set, see the table.
         root: directory or data home (``PYRO_LGM_DATA`` by default); unused for the
             bundled digits.
-        split: ``"train"``, ``"valid"``, ``"test"`` (MNIST has ``"train"`` and ``"test"``;
-            digits also ``"all"``).
+        split: ``"train"``, ``"valid"``, ``"test"`` (MNIST and the CIFAR-10 subset have
+            ``"train"`` and ``"test"``; digits also ``"all"``).
         **kwargs: passed to the reader (e.g. ``dtype=torch.float32``).
 
     Returns:
@@ -258,8 +271,9 @@ def load(
         (torch.Size([300, 64]), torch.float32)
     """
     from pyro_lgm.data.binarized_mnist import load_binarized_mnist
+    from pyro_lgm.data.cifar10 import load_cifar10
     from pyro_lgm.data.debd import load_debd
-    from pyro_lgm.data.digits import load_digits
+    from pyro_lgm.data.digits import load_digits, load_digits_images
     from pyro_lgm.data.mnist import load_mnist
 
     if not isinstance(name, str) or not name:
@@ -269,10 +283,14 @@ def load(
     if name == "binarized_digits":
         kwargs.setdefault("binarize", True)
         return load_digits(split=split, **kwargs)  # type: ignore[arg-type,return-value]
+    if name == "digits_images":
+        return load_digits_images(split=split, **kwargs)  # type: ignore[arg-type,return-value]
     if name == "mnist":
         return load_mnist(root, split, **kwargs)[0]  # type: ignore[arg-type]
     if name == "binarized_mnist":
         return load_binarized_mnist(root, split, **kwargs)  # type: ignore[arg-type]
+    if name == "cifar10_subset":
+        return load_cifar10(root, split, **kwargs)  # type: ignore[arg-type,return-value]
     debd_name = name[len("debd:") :] if name.startswith("debd:") else name
     try:
         return load_debd(debd_name, root, split, **kwargs)  # type: ignore[arg-type]

@@ -8,6 +8,10 @@ Splits are fixed and documented: the 1797 images are ordered by a permutation dr
 ``random.Random(seed)`` (Python guarantees its ``random()`` sequence for a given integer
 seed across versions; the permutation is the stable ``argsort`` of the first 1797 draws),
 then the first 1197 are ``"train"``, the next 300 ``"valid"`` and the last 300 ``"test"``.
+
+:func:`load_digits` gives flat vectors ``(N, 64)`` of the raw levels (or binarized);
+:func:`load_digits_images` gives images ``(N, 1, 8, 8)`` with the levels rescaled to
+``bits``-bit values, a CPU-sized stand-in for 8-bit image benchmarks.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 
 from pyro_lgm.data._paths import check_dtype, check_split, to_tensor
 
-__all__ = ["DIGITS_SPLIT_SIZES", "digits_permutation", "load_digits"]
+__all__ = ["DIGITS_SPLIT_SIZES", "digits_permutation", "load_digits", "load_digits_images"]
 
 DIGITS_SPLIT_SIZES = {"train": 1197, "valid": 300, "test": 300}
 _NUM_DIGITS = 1797
@@ -135,3 +139,65 @@ def load_digits(
     if return_labels:
         return x, to_tensor(labels, torch.int64)
     return x
+
+
+def load_digits_images(
+    split: str = "train",
+    *,
+    bits: int = 8,
+    seed: int = 0,
+    return_labels: bool = False,
+    dtype: torch.dtype = torch.uint8,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    r"""scikit-learn's digits as ``bits``-bit images ``(N, 1, 8, 8)``.
+
+    Each grey level :math:`\ell \in \{0, \dots, 16\}` is rescaled to the range
+    :math:`0 .. 2^b - 1` and rounded, ties upwards:
+
+    .. math::
+
+        x_i = \left\lfloor \frac{\ell_i (2^b - 1)}{16} + \frac{1}{2} \right\rfloor,
+
+    computed in integers, so level 16 becomes :math:`2^b - 1` (255 for ``bits=8``) and
+    level 0 stays 0. With ``bits=1`` the same formula gives :math:`x_i = \mathbb{1}[\ell_i
+    \ge 8]`, the images of ``load_digits(binarize=True)``.
+
+    **Not a natural 8-bit data set.** Only the 17 source levels occur (at most
+    :math:`\min(17, 2^b)` distinct values; for ``bits=8``: 0, 16, 32, 48, 64, 80, 96, 112,
+    128, 143, 159, 175, 191, 207, 223, 239, 255), so a model that learns which values occur
+    reaches a much lower bits/dim than on natural 8-bit images. It is a CPU-sized benchmark
+    for discrete image models (PixelCNN, discretized logistics, dequantized flows) and its
+    numbers are not comparable with anything published.
+
+    Args:
+        split: ``"train"`` (1197), ``"valid"`` (300), ``"test"`` (300) or ``"all"`` (1797
+            in the original order): see :func:`digits_permutation`.
+        bits: bits per pixel, an integer in ``1..8``.
+        seed: seed of the split permutation (0 is the documented default split).
+        return_labels: also return the digit classes.
+        dtype: dtype of the images (``torch.uint8`` by default).
+
+    Returns:
+        Images ``(N, 1, 8, 8)`` of ``dtype`` with values in ``0..2**bits - 1``, and with
+        ``return_labels=True`` also labels ``(N,)`` ``int64`` in ``0..9``.
+
+    Example:
+        >>> x = load_digits_images("train")
+        >>> x.shape, x.dtype, int(x.max()), x.unique().numel()
+        (torch.Size([1197, 1, 8, 8]), torch.uint8, 255, 17)
+        >>> x4 = load_digits_images("test", bits=4, dtype=torch.float32)
+        >>> x4.shape, x4.max().item()
+        (torch.Size([300, 1, 8, 8]), 15.0)
+    """
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
+        raise ValueError(f"bits: expected an integer in 1..8, got {bits!r}")
+    split = check_split(split, ("all", "train", "valid", "test"))
+    dtype = check_dtype(dtype)
+    levels, labels = load_digits(split=split, seed=seed, return_labels=True, dtype=torch.int64)
+    top = 2**bits - 1
+    # floor(level * top / 16 + 1/2) in integers: ties (level 8 when bits=1) go up.
+    images = torch.div(2 * top * levels + 16, 32, rounding_mode="floor")
+    images = images.view(-1, 1, 8, 8).to(dtype)
+    if return_labels:
+        return images, labels
+    return images
