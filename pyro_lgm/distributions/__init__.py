@@ -1,7 +1,8 @@
 """pyro_lgm.distributions."""
 
 from pyro_lgm.distributions.deepnade import DeepNADE, EoNADE
+from pyro_lgm.distributions.discretized_logistic import DiscretizedLogisticMixture
 from pyro_lgm.distributions.made import MADE
 from pyro_lgm.distributions.nade import NADE, RNADE
 
-__all__: list[str] = ["DeepNADE", "EoNADE", "MADE", "NADE", "RNADE"]
+__all__: list[str] = ["DeepNADE", "DiscretizedLogisticMixture", "EoNADE", "MADE", "NADE", "RNADE"]
