@@ -4,5 +4,7 @@ from pyro_lgm.distributions.deepnade import DeepNADE, EoNADE
 from pyro_lgm.distributions.discretized_logistic import DiscretizedLogisticMixture
 from pyro_lgm.distributions.made import MADE
 from pyro_lgm.distributions.nade import NADE, RNADE
+from pyro_lgm.distributions.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNPP
 
 __all__: list[str] = ["DeepNADE", "DiscretizedLogisticMixture", "EoNADE", "MADE", "NADE", "RNADE"]
+__all__ += ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]

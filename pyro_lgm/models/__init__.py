@@ -5,6 +5,7 @@ from pyro_lgm.models.coupling import nice, realnvp
 from pyro_lgm.models.flow import ConditionalNormal, Flow
 from pyro_lgm.models.made import MADE
 from pyro_lgm.models.nade import NADE, RNADE, DeepNADE
+from pyro_lgm.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNPP
 from pyro_lgm.models.stacks import (
     conditional_planar_flow,
     conditional_radial_flow,
@@ -18,3 +19,4 @@ __all__ += ["DeepNADE", "MADE", "NADE", "RNADE"]
 __all__ += ["conditional_planar_flow", "conditional_radial_flow", "planar_flow", "radial_flow"]
 __all__ += ["iaf", "maf"]
 __all__ += ["VAE"]
+__all__ += ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]

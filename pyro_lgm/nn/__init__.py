@@ -1,16 +1,23 @@
 """pyro_lgm.nn."""
 
+from pyro_lgm.nn.causal import MaskedConv2d
 from pyro_lgm.nn.dense import DenseNN
 from pyro_lgm.nn.masked import MADE, MaskedLinear
 from pyro_lgm.nn.nade import NADE, RNADE, DeepNADE
+from pyro_lgm.nn.pixelcnn import GatedPixelCNN, PixelCNN
+from pyro_lgm.nn.pixelcnnpp import PixelCNNPP
 from pyro_lgm.nn.vae import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
 
 __all__: list[str] = [
     "DeepNADE",
     "DenseNN",
+    "GatedPixelCNN",
     "MADE",
+    "MaskedConv2d",
     "MaskedLinear",
     "NADE",
+    "PixelCNN",
+    "PixelCNNPP",
     "RNADE",
     "conv_decoder",
     "conv_encoder",

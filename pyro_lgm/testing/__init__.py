@@ -25,6 +25,7 @@ from pyro_lgm.testing.assertions import (
     assert_log_abs_det_jacobian,
     assert_normalized,
     devices,
+    image_order,
     to_float64,
     tolerance,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "assert_log_abs_det_jacobian",
     "assert_normalized",
     "devices",
+    "image_order",
     "strategies",
     "to_float64",
     "tolerance",

@@ -554,6 +554,21 @@ def _order_ranks(order: Sequence[int] | torch.Tensor | None, d: int) -> torch.Te
     return rank
 
 
+def image_order(channels: int, height: int, width: int) -> torch.Tensor:
+    """The generation order of an image event ``(C, H, W)``: raster order over pixels (rows
+    top to bottom, pixels left to right), channels in order inside a pixel, as flat indices
+    of the ``(C, H, W)`` layout (for :func:`assert_autoregressive`'s ``order``).
+
+    Example:
+        >>> image_order(2, 1, 2).tolist()  # (c0, p0), (c1, p0), (c0, p1), (c1, p1)
+        [0, 2, 1, 3]
+    """
+    for name, v in (("channels", channels), ("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    return torch.arange(channels * height * width).reshape(channels, height * width).t().flatten()
+
+
 def assert_autoregressive(
     fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -561,6 +576,8 @@ def assert_autoregressive(
     *,
     include_self: bool = False,
     no_blind_spot: bool = False,
+    outputs: Sequence[int] | None = None,
+    within: torch.Tensor | None = None,
 ) -> None:
     r"""Assert that ``fn`` is autoregressive in ``order``.
 
@@ -570,7 +587,9 @@ def assert_autoregressive(
     an autoregressive *transform* whose :math:`y_i` depends on :math:`x_i`). With
     ``no_blind_spot`` every :math:`j` with :math:`r(j) < r(i)` must reach output :math:`i`
     (a nonzero gradient for at least one batch element) - the check that catches the
-    PixelCNN blind spot.
+    PixelCNN blind spot. For images ``(C, H, W)`` pass ``order=image_order(C, H, W)``:
+    then an output channel may read the earlier channels of its own pixel and nothing
+    after them.
 
     Args:
         fn: maps ``x`` of shape ``(B, *event)`` to a tensor whose leading dimensions are
@@ -580,6 +599,10 @@ def assert_autoregressive(
         order: the flat event positions in generation order (default: natural order).
         include_self: allow output ``i`` to depend on input ``i``.
         no_blind_spot: also require every earlier input to reach each output.
+        outputs: check only these flat output positions (default: all).
+        within: ``(D, D)`` bool, ``within[i, j]`` when input ``j`` lies in output ``i``'s
+            receptive field; ``no_blind_spot`` then requires only those earlier inputs
+            (a model with a bounded receptive field on a large image).
 
     Example:
         >>> w = torch.tril(torch.randn(4, 4), diagonal=-1)  # strictly lower triangular
@@ -598,7 +621,11 @@ def assert_autoregressive(
             f"{tuple(out.shape)}"
         )
     out_flat = out.reshape(b, d, -1)
-    for i in range(d):
+    if within is not None and (within.shape != (d, d) or within.dtype != torch.bool):
+        raise ValueError(f"within: expected a ({d}, {d}) bool tensor, got {tuple(within.shape)}")
+    for i in range(d) if outputs is None else [int(o) for o in outputs]:
+        if not 0 <= i < d:
+            raise ValueError(f"outputs: expected flat positions in [0, {d}), got {i}")
         s = out_flat[:, i].sum()
         if s.requires_grad:
             (g,) = torch.autograd.grad(s, xg, retain_graph=True, allow_unused=True)
@@ -619,7 +646,10 @@ def assert_autoregressive(
                 f"{'after' if include_self else 'at or after'} it in the order"
             )
         if no_blind_spot:
-            missing = ((rank < rank[i]) & (reach == 0)).nonzero().flatten().tolist()
+            earlier = rank < rank[i]
+            if within is not None:
+                earlier = earlier & within[i].cpu()
+            missing = (earlier & (reach == 0)).nonzero().flatten().tolist()
             if missing:
                 raise AssertionError(
                     f"blind spot: output at position {i} (rank {int(rank[i])}) gets no "
