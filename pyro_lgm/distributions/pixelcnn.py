@@ -382,14 +382,14 @@ class ImageAutoregressive(TorchDistribution):
         example = None if context is None else context[:1]
         runner = IncrementalRunner(self.net, self.event_shape, example)
         caches = runner.start(n, context)
-        x = caches["x"]  # (n, C, H W + 1): the image as the graph's input map
-        out = caches[self.net.output_map]
+        x = caches["x"].transpose(1, 2)  # (n, C, H W + 1): a view of the graph's input map
+        out = caches[self.net.output_map]  # (n, H W + 1, P)
         with _Bar(fill.progress, c * h * w, "cached") as bar:
             for p in range(h * w):
                 for ch in range(c):
                     u = self._uniforms(n, fill.generator)
                     runner.step(caches, p * c + ch)
-                    self._set(x, out[:, :, p], ch, p, u, fill)
+                    self._set(x, out[:, p], ch, p, u, fill)
                     bar.update()
         return x[:, :, : h * w].reshape(n, c, h, w)
 

@@ -464,10 +464,12 @@ class IncrementalRunner:
         for k in self.constants:
             s = shapes[k]
             ready[k] = torch.zeros(s[1], s[2], s[3], dtype=torch.long)
-        self.gathers: list[torch.Tensor | None] = []
+        self.gathers: list[torch.Tensor | None] = []  # per node: input position per output (tap)
+        self._pad_slots: list[int] = []
         for out, key, inputs in net.graph:
             op = net.ops[key]
             rin = [ready[k] for k in inputs]
+            self._pad_slots.append(int(rin[0].shape[1] * rin[0].shape[2]))
             if isinstance(op, MaskedConv2d):
                 (r,) = rin
                 ho, wo, idx = _gather_index(op, r.shape[1], r.shape[2])
@@ -507,7 +509,14 @@ class IncrementalRunner:
                 )
         self.ready = ready
         self._check_output(ready[net.output_map])
+        # padding (-1) reads the zero position at the end of the input's cache
+        gathers = [
+            None if g is None else torch.where(g < 0, pad, g)
+            for g, pad in zip(self.gathers, self._pad_slots)
+        ]
         total = c * h * w
+        dev = param.device
+        #: per step, node index -> (positions, gather index of those positions or None)
         self.steps: list[_Step] = [_Step() for _ in range(total)]
         for n, (out, _, _) in enumerate(net.graph):
             r = ready[out].flatten(1)  # (C, L)
@@ -517,13 +526,17 @@ class IncrementalRunner:
             steps, pos = rs[keep], torch.arange(r.shape[1]).expand_as(rs)[keep]
             order = torch.argsort(steps, stable=True)
             steps, pos = steps[order], pos[order]
-            bounds = torch.searchsorted(steps, torch.arange(total + 1))
-            dev = param.device
-            for t in range(total):
-                a, b = int(bounds[t]), int(bounds[t + 1])
-                if b > a:
-                    self.steps[t][n] = pos[a:b].to(dev)
-        self.gathers = [g if g is None else g.to(param.device) for g in self.gathers]
+            counts = torch.bincount(steps, minlength=total + 1)[:total]
+            pos = pos[: int(counts.sum())]  # steps >= total: never needed
+            g = gathers[n]
+            idx = None if g is None else g[pos].reshape(pos.shape[0], -1).to(dev)
+            pos = pos.to(dev)
+            sizes = counts.tolist()
+            pieces = pos.split(sizes)
+            ipieces = idx.split(sizes) if idx is not None else [None] * total
+            for t, (size, pp, ii) in enumerate(zip(sizes, pieces, ipieces)):
+                if size:
+                    self.steps[t][n] = (pp, None if ii is None else ii.flatten())
 
     def _check_output(self, r: torch.Tensor) -> None:
         c, h, w = self.image_shape
@@ -544,10 +557,10 @@ class IncrementalRunner:
             )
 
     def start(self, batch: int, context: Any = None) -> dict[str, torch.Tensor]:
-        """Empty caches for ``batch`` images: flat maps ``(B, C, L + 1)`` (the extra slot: 0)."""
+        """Empty caches for ``batch`` images: position-major maps ``(B, L + 1, C)`` (the extra
+        position is a zero, read for padding); ``"x"`` is the image being generated."""
         param = next(self.net.parameters())
         c, h, w = self.image_shape
-        probe = torch.zeros(batch, c, h, w, dtype=param.dtype, device=param.device)
         const = self.net.context_maps(context, batch, h, w)
         caches: dict[str, torch.Tensor] = {}
         for k, s in self.shapes.items():
@@ -555,37 +568,59 @@ class IncrementalRunner:
                 v = const[k]
                 caches[k] = v if v.shape[-2:] == (1, 1) else _flat(v)
             else:
-                caches[k] = probe.new_zeros(batch, s[1], s[2] * s[3] + 1)
-        self._weights = {
-            key: (op.masked_weight().flatten(2), op.bias)
-            for key, op in self.net.ops.items()
-            if isinstance(op, MaskedConv2d)
-        }
+                caches[k] = torch.zeros(
+                    batch, s[2] * s[3] + 1, s[1], dtype=param.dtype, device=param.device
+                )
+        weights = {}  # (kh kw Cin, O): the masked weight read once per generation
+        for key, op in self.net.ops.items():
+            if isinstance(op, MaskedConv2d):
+                w = op.masked_weight()
+                weights[key] = w.permute(2, 3, 1, 0).reshape(-1, w.shape[0])
+        self._plan = [self._compile(t, caches, weights) for t in range(len(self.steps))]
         return caches
+
+    def _compile(
+        self, t: int, caches: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
+    ) -> list[tuple]:
+        """The work of step ``t`` as ``(kind, out, inputs, op, index, pos, weight, bias)``."""
+        work = []
+        for n, (pos, index) in self.steps[t].items():
+            out, key, inputs = self.net.graph[n]
+            op = self.net.ops[key]
+            weight = bias = None
+            if isinstance(op, MaskedConv2d):
+                kind = "conv"  # index: (n k) input positions, tap-major per output position
+                weight, bias = weights[key], op.bias
+            elif isinstance(op, (Shift, ZeroInsert)):
+                kind = "index"
+            else:
+                kind = "pointwise"
+            work.append(
+                (kind, caches[out], [caches[k] for k in inputs], op, index, pos, weight, bias)
+            )
+        return work
 
     def step(self, caches: dict[str, torch.Tensor], t: int) -> None:
         """Compute every map position scheduled at step ``t`` (inputs up to ``t - 1`` set)."""
-        for n, pos in self.steps[t].items():
-            out, key, inputs = self.net.graph[n]
-            op = self.net.ops[key]
-            if isinstance(op, MaskedConv2d):
-                weight, bias = self._weights[key]
-                patches = caches[inputs[0]][:, :, self.gathers[n][pos]]  # (B, Cin, n, k)
-                val = torch.einsum("bcnk,ock->bon", patches, weight)
+        for kind, out, inputs, op, index, pos, weight, bias in self._plan[t]:
+            n = pos.shape[0]
+            if kind == "conv":
+                patches = inputs[0].index_select(1, index)  # (B, n k, Cin)
+                val = patches.reshape(patches.shape[0], n, -1) @ weight
                 if bias is not None:
-                    val = val + bias[:, None]
-            elif isinstance(op, (Shift, ZeroInsert)):
-                val = caches[inputs[0]][:, :, self.gathers[n][pos]]
+                    val = val + bias
+            elif kind == "index":
+                val = inputs[0].index_select(1, index)
             else:
                 args = [
-                    caches[k] if caches[k].dim() == 4 else caches[k][:, :, pos].unsqueeze(-1)
-                    for k in inputs
+                    v if v.dim() == 4 else v.index_select(1, pos).transpose(1, 2).unsqueeze(-1)
+                    for v in inputs
                 ]
-                val = op(*args).squeeze(-1)
-            caches[out][:, :, pos] = val
+                val = op.forward(*args).squeeze(-1).transpose(1, 2)
+            out.index_copy_(1, pos, val)
 
 
 def _flat(v: torch.Tensor) -> torch.Tensor:
-    """A map ``(B, C, H, W)`` as a flat cache ``(B, C, H W + 1)`` with a zero last slot."""
-    flat = v.flatten(2)
-    return torch.cat([flat, flat.new_zeros(*flat.shape[:2], 1)], 2)
+    """A map ``(B, C, H, W)`` as a cache ``(B, H W + 1, C)`` with a zero last position."""
+    flat = v.flatten(2).transpose(1, 2)
+    return torch.cat([flat, flat.new_zeros(flat.shape[0], 1, flat.shape[2])], 1)
