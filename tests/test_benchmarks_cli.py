@@ -429,3 +429,139 @@ def test_vae_flows_quality_and_speed_run_on_tiny_data(fake_mnist, tmp_path, caps
     result = vf.main(["--data", str(fake_mnist), *speed, *tiny])
     assert [r["guide"] for r in result["speed"]] == ["planar:2", "radial:2", "iaf:2"]
     assert all(r["ratio"] > 0 and len(r["ratios"]) == 2 for r in result["speed"])
+
+
+# ----------------------------------------------------------------------------- pixelcnn.py
+
+_MIXTURE = importlib.util.find_spec("pyro_lgm.distributions.discretized_logistic") is not None
+_needs_mixture = pytest.mark.skipif(
+    not _MIXTURE, reason="DiscretizedLogisticMixture (PixelCNN++'s output) not available yet"
+)
+_PIXELCNN_TINY = "--hidden 2 --layers 1 --resnets 1 --scales 2 --mixtures 2 --dropout 0".split()
+_PIXELCNN_BUDGET = "--minutes 0.002 --curve-every 0.001 --eval-batch 10".split()
+
+
+def _png_shape(path) -> tuple:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.size + (im.mode,)
+
+
+def test_pixelcnn_mnist_trains_saves_and_draws_on_tiny_data(fake_mnist, tmp_path, capsys):
+    """``mnist``: figures finite, curve recorded, checkpoint, PNGs, JSON; then ``sampling
+    --load`` of the saved model."""
+    pc = _load("pixelcnn")
+    files = {k: tmp_path / f"{k}.{ext}" for k, ext in (("m", "pt"), ("s", "png"), ("c", "png"))}
+    argv = ["mnist", "--data", str(fake_mnist), *_PIXELCNN_TINY, *_PIXELCNN_BUDGET]
+    argv += ["--batch", "10", "--curve-size", "5", "--json", str(tmp_path / "r.json")]
+    argv += ["--save-model", str(files["m"]), "--samples-png", str(files["s"])]
+    argv += ["--completions-png", str(files["c"])]
+    result = pc.main(argv)
+    out = capsys.readouterr().out
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["test"]["images"] == 20 and saved["valid"]["images"] == 20
+    for split in ("test", "valid"):
+        assert math.isfinite(saved[split]["nll"]) and saved[split]["nll_se"] > 0
+    assert saved["test"]["nll"] == result["test"]["nll"] and saved["steps"] >= 1
+    assert len(saved["curve"]) >= 2 and saved["curve"][0]["steps"] == 0
+    assert all(math.isfinite(r["curve_nll"]) for r in saved["curve"])
+    assert saved["device"] == "cpu" and saved["clock"] == "cpu" and saved["params"] > 0
+    assert saved["config"]["model"] == "gated" and saved["images_per_s"] > 0
+    assert "| PixelCNN (van den Oord et al. 2016a) | 81.30 |" in out
+    assert "early on the learning curve" in out
+    assert f"{result['test']['nll']:.2f} ± " in out
+    assert _png_shape(files["s"])[2] == "RGB"
+    w, h, _ = _png_shape(files["c"])
+    assert w > h / 8 * 4  # 8 rows of original, observed and 3 completions
+    assert not list(tmp_path.glob(".pixelcnn-*"))  # the atomic write left no temp file
+    res = pc.main(["sampling", "--load", str(files["m"]), "--num-samples", "2", "--float64"])
+    assert res["config"] == saved["config"] and res["pixels_differ"] == 0
+    assert res["pixels"] == 2 * 784
+
+
+@pytest.mark.parametrize("model", ["gated", "pixelcnn", "pixelcnnpp"])
+def test_pixelcnn_sampling_cached_equals_naive_in_float64(model, tmp_path, capsys):
+    if model == "pixelcnnpp" and not _MIXTURE:
+        pytest.skip("DiscretizedLogisticMixture (PixelCNN++'s output) not available yet")
+    argv = ["sampling", "--model", model, "--size", "6", "--hidden", "4", "--layers", "2"]
+    argv += ["--resnets", "1", "--scales", "2", "--mixtures", "2", "--num-samples", "3"]
+    argv += ["--float64", "--json", str(tmp_path / "s.json")]
+    _load("pixelcnn").main(argv)
+    out = capsys.readouterr().out
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["pixels_differ"] == 0 and saved["pixels"] == 3 * 36
+    assert saved["ratio"] == pytest.approx(saved["naive_s"] / saved["cached_s"], rel=0.01)
+    assert saved["cached_s"] > 0 and saved["log_prob_s"] >= 0
+    assert math.isfinite(saved["mean_log_prob"]) and saved["dtype"] == "float64"
+    assert f"speed-up naive / cached: {saved['ratio']:.1f}x" in out
+    assert "differ: 0 of 108 (float64)" in out
+
+
+@pytest.mark.parametrize("model", ["gated", pytest.param("pixelcnnpp", marks=_needs_mixture)])
+def test_pixelcnn_digits_reports_bits_per_dim(model, tmp_path, capsys):
+    argv = ["digits", "--model", model, *_PIXELCNN_TINY, *_PIXELCNN_BUDGET, "--batch", "16"]
+    argv += ["--curve-size", "10", "--test-size", "20", "--valid-size", "10"]
+    argv += ["--samples-png", str(tmp_path / "s.png"), "--json", str(tmp_path / "d.json")]
+    result = _load("pixelcnn").main(argv)
+    out = capsys.readouterr().out
+    test = result["test"]
+    assert test["images"] == 20 and result["valid"]["images"] == 10
+    assert test["bpd"] == pytest.approx(test["nll"] / (64 * math.log(2)))
+    assert math.isfinite(test["bpd"]) and test["bpd_se"] > 0
+    assert all(math.isfinite(r["curve_bpd"]) for r in result["curve"])
+    assert "17 grey levels" in out and f"**{test['bpd']:.3f} ± " in out
+    assert _png_shape(tmp_path / "s.png")[2] == "RGB"
+    assert json.loads((tmp_path / "d.json").read_text())["config"]["kwargs"]["bits"] == 8
+
+
+@pytest.mark.parametrize("model", ["gated", pytest.param("pixelcnnpp", marks=_needs_mixture)])
+def test_pixelcnn_cifar_subset_on_a_fake_file(model, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    (tmp_path / "cifar10_subset").mkdir()
+    arrays = {
+        f"x_{s}": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        for s, n in (("train", 6), ("test", 4))
+    }
+    arrays.update(y_train=rng.integers(0, 10, 6), y_test=rng.integers(0, 10, 4))
+    np.savez(tmp_path / "cifar10_subset" / "cifar10_subset.npz", **arrays)
+    argv = ["cifar", "--data", str(tmp_path), "--model", model, *_PIXELCNN_TINY]
+    argv += [*_PIXELCNN_BUDGET, "--batch", "3", "--curve-size", "2"]
+    if model == "gated":  # PixelCNN++'s 3072 cached steps take seconds: picture one model
+        argv += ["--completions-png", str(tmp_path / "c.png")]
+    result = _load("pixelcnn").main(argv)
+    out = capsys.readouterr().out
+    test = result["test"]
+    assert test["images"] == 4 and result["valid"] is None
+    assert test["bpd"] == pytest.approx(test["nll"] / (3072 * math.log(2)))
+    assert math.isfinite(test["bpd"]) and "not comparable" in out and "2.92" in out
+    if model == "gated":
+        assert _png_shape(tmp_path / "c.png")[2] == "RGB"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["mnist", "--hidden", "0"], "--hidden: expected a positive integer"),
+        (["sampling", "--minutes", "1"], "unrecognized arguments: --minutes"),
+        (["digits", "--model", "nope"], "argument --model: invalid choice"),
+        (["sampling", "--bits", "9"], "--bits: expected 1..8"),
+        (["cifar", "--curve-every", "0"], "--curve-every: expected a positive number"),
+        (["sampling", "--device", "tpu"], "argument --device"),
+    ],
+)
+def test_pixelcnn_bad_arguments_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _load("pixelcnn").main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+@pytest.mark.parametrize("command", ["mnist", "sampling", "digits", "cifar"])
+def test_pixelcnn_cuda_without_a_gpu_says_so(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _load("pixelcnn").main([command, "--device", "cuda"])
+    assert exc.value.code == 2
+    assert "CUDA is not available on this machine" in capsys.readouterr().err
