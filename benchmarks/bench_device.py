@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -103,3 +105,19 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (a no-op on the CPU): call before reading a timer."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class Clock:
+    """A training-budget clock: CPU time (``cpu``, by default of this process; pass
+    ``time.thread_time`` to count one thread) or synchronized wall time (``wall``)."""
+
+    def __init__(
+        self, kind: str, device: torch.device, cpu_time: Callable[[], float] | None = None
+    ) -> None:
+        self.kind, self.device = kind, device
+        self._cpu = cpu_time or time.process_time
+        self._wall = time.perf_counter
+
+    def now(self) -> float:
+        synchronize(self.device)
+        return self._cpu() if self.kind == "cpu" else self._wall()

@@ -64,7 +64,7 @@ import tempfile
 import time
 
 import torch
-from bench_device import add_device_args, check_clock, describe, info, synchronize
+from bench_device import Clock, add_device_args, check_clock, describe, info
 
 from pyro_lgm import models
 
@@ -155,17 +155,6 @@ def load_model(path: str) -> tuple[torch.nn.Module, dict]:
 
 
 # ----------------------------------------------------------------------------- training
-
-
-class Clock:
-    """Budget clock: CPU time of this process, or synchronized wall time."""
-
-    def __init__(self, kind: str, device: torch.device) -> None:
-        self.kind, self.device = kind, device
-
-    def now(self) -> float:
-        synchronize(self.device)
-        return time.process_time() if self.kind == "cpu" else time.perf_counter()
 
 
 def per_image_nll(

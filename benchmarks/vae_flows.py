@@ -44,7 +44,7 @@ import time
 
 import pyro
 import torch
-from bench_device import add_device_args, check_clock, describe, info, synchronize
+from bench_device import Clock, add_device_args, check_clock, describe, info
 
 from pyro_lgm.data import load_binarized_mnist
 from pyro_lgm.metrics import active_units, elbo, iwae
@@ -82,17 +82,6 @@ def build(spec: tuple[str, int], args: argparse.Namespace, name: str) -> VAE:
         kl_warmup_steps=args.warmup_steps,
         name=name,
     ).to(device=args.device, dtype=args.dtype)
-
-
-class Clock:
-    """Budget clock: CPU time of this thread, or synchronized wall time."""
-
-    def __init__(self, kind: str, device: torch.device) -> None:
-        self.kind, self.device = kind, device
-
-    def now(self) -> float:
-        synchronize(self.device)
-        return time.thread_time() if self.kind == "cpu" else time.perf_counter()
 
 
 def _commit() -> str:
@@ -380,7 +369,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     clock_kind = check_clock(p, args.clock, args.device) or "cpu"
     torch.set_num_threads(args.threads)
-    clock = Clock(clock_kind, args.device)
+    clock = Clock(clock_kind, args.device, time.thread_time)  # the training thread
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

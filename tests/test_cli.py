@@ -306,3 +306,10 @@ def test_vae_iaf_tutorial_runs(tmp_path, capsys):
     # random 13%-dense pixels: about 784 * H(0.13) = 305 nats at best; untrained, more
     assert math.isfinite(nll) and nll > 250, nll
     assert "test -log p(x) <=" in out and "torch.Size([4, 784])" in out
+
+
+def test_pixelcnn_tutorial_runs(capsys, tmp_path):
+    nll = _run_tutorial("06_pixelcnn_digits.py", steps=3, png=str(tmp_path / "grid.png"))
+    out = capsys.readouterr().out
+    assert 0 < nll < 200 and (tmp_path / "grid.png").exists()
+    assert "completions keep the observed rows: True" in out

@@ -127,6 +127,24 @@ def mixture_of_gaussians(
     )
 
 
+def _expanded(d: TorchDistribution, batch_shape: object, instance: object) -> TorchDistribution:
+    """A copy of ``d`` (into ``instance`` when given) with the larger ``batch_shape``; the
+    caller expands what depends on it (the context)."""
+    batch_shape = _shape(batch_shape, "batch_shape")
+    try:
+        ok = torch.broadcast_shapes(d.batch_shape, batch_shape) == batch_shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"batch_shape: cannot expand batch shape {tuple(d.batch_shape)} to {tuple(batch_shape)}"
+        )
+    new = d.__new__(type(d)) if instance is None else instance
+    new.__dict__.update(d.__dict__)
+    new._batch_shape = batch_shape
+    return new
+
+
 class _NetDistribution(TorchDistribution):
     """Shared plumbing: event/batch shapes from the context, value checks, expand, sample.
 
@@ -155,21 +173,10 @@ class _NetDistribution(TorchDistribution):
         super().__init__(batch_shape, torch.Size((features,)), validate_args=validate_args)
 
     def expand(self, batch_shape: torch.Size, _instance: object = None) -> _NetDistribution:
-        batch_shape = _shape(batch_shape, "batch_shape")
-        try:
-            ok = torch.broadcast_shapes(self.batch_shape, batch_shape) == batch_shape
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"batch_shape: cannot expand batch shape {tuple(self.batch_shape)} to "
-                f"{tuple(batch_shape)}"
-            )
-        new = self.__new__(type(self)) if _instance is None else _instance
-        new.__dict__.update(self.__dict__)
+        new = _expanded(self, batch_shape, _instance)
+        batch_shape = new.batch_shape
         if self.context is not None:
             new.context = self.context.expand(batch_shape + self.context.shape[-1:])
-        new._batch_shape = batch_shape
         return new
 
     # -- values -----------------------------------------------------------------------

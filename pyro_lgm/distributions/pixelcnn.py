@@ -30,6 +30,7 @@ from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
 from pyro_lgm.distributions.discretized_logistic import DiscretizedLogisticMixture
+from pyro_lgm.distributions.nade import _expanded, _shape
 from pyro_lgm.errors import NonFiniteValueError, _describe
 from pyro_lgm.nn.causal import IncrementalRunner
 from pyro_lgm.nn.pixelcnn import GatedPixelCNN as GatedPixelCNNNet
@@ -40,16 +41,6 @@ from pyro_lgm.nn.pixelcnnpp import PixelCNNPP as PixelCNNPPNet
 __all__ = ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]
 
 METHODS = ("cached", "naive")
-
-
-def _shape(value: object, name: str) -> torch.Size:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,)
-    if isinstance(value, (list, tuple)) and all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value
-    ):
-        return torch.Size(value)
-    raise ValueError(f"{name}: expected a tuple of non-negative ints, got {value!r}")
 
 
 class ImageAutoregressive(TorchDistribution):
@@ -95,21 +86,9 @@ class ImageAutoregressive(TorchDistribution):
         return constraints.independent(constraints.integer_interval(0, self.levels - 1), 3)
 
     def expand(self, batch_shape: torch.Size, _instance: Any = None) -> ImageAutoregressive:
-        batch_shape = _shape(batch_shape, "batch_shape")
-        try:
-            ok = torch.broadcast_shapes(self.batch_shape, batch_shape) == batch_shape
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"batch_shape: cannot expand batch shape {tuple(self.batch_shape)} to "
-                f"{tuple(batch_shape)}"
-            )
-        new = self.__new__(type(self)) if _instance is None else _instance
-        new.__dict__.update(self.__dict__)
+        new = _expanded(self, batch_shape, _instance)
         if self.context is not None:
-            new.context = self._context_expanded(batch_shape)
-        new._batch_shape = batch_shape
+            new.context = self._context_expanded(new.batch_shape)
         return new
 
     def _context_expanded(self, shape: torch.Size) -> Any:
