@@ -16,6 +16,7 @@ from pyro_lgm.testing import (
     assert_inverse_log_det,
     assert_log_abs_det_jacobian,
     assert_normalized,
+    image_order,
     to_float64,
     tolerance,
 )
@@ -465,6 +466,51 @@ def test_autoregressive_images_with_extra_output_dims():
     w = torch.randn(4, 4) * torch.tril(torch.ones(4, 4), diagonal=-1)
     f = lambda x: (x.reshape(-1, 4) @ w.T).reshape(-1, 1, 2, 2)[..., None].expand(-1, 1, 2, 2, 3)
     assert_autoregressive(f, torch.randn(3, 1, 2, 2))
+
+
+def test_image_order_is_raster_then_channel():
+    order = image_order(3, 2, 2)  # flat (C, H, W) positions: c * 4 + pixel
+    assert order.tolist() == [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]
+    with pytest.raises(ValueError, match="channels"):
+        image_order(0, 2, 2)
+
+
+def _rgb_model(leak_channel: bool):
+    """An (3, 2, 2) "image model": output (c, p) reads every channel of earlier pixels and
+    the channels before c of its own pixel (plus, with ``leak_channel``, G reads B)."""
+    order = image_order(3, 2, 2)
+    rank = torch.empty(12, dtype=torch.long)
+    rank[order] = torch.arange(12)
+    mask = (rank[None, :] < rank[:, None]).float()
+    if leak_channel:
+        mask[4 + 1, 8 + 1] = 1.0  # G of pixel 1 reads B of pixel 1
+    w = torch.randn(12, 12) * mask
+    return lambda x: (x.reshape(-1, 12) @ w.T).reshape(-1, 3, 2, 2)
+
+
+def test_autoregressive_image_channel_order():
+    x = torch.randn(3, 3, 2, 2)
+    order = image_order(3, 2, 2)
+    assert_autoregressive(_rgb_model(False), x, order, no_blind_spot=True)
+    with pytest.raises(AssertionError, match=r"position 5 .* \[9\]"):
+        assert_autoregressive(_rgb_model(True), x, order)
+    # the leak is in output 5 only: checking other outputs passes
+    assert_autoregressive(_rgb_model(True), x, order, outputs=[0, 4, 8, 1])
+
+
+def test_autoregressive_within_limits_the_blind_spot_check_to_a_receptive_field():
+    f = _masked(6, drop=(5, 1))  # output 5 never sees input 1
+    within = torch.ones(6, 6, dtype=torch.bool)
+    within[5, 1] = False  # ... which lies outside its receptive field
+    assert_autoregressive(f, torch.randn(4, 6), no_blind_spot=True, within=within)
+    with pytest.raises(AssertionError, match="blind spot"):
+        assert_autoregressive(
+            f, torch.randn(4, 6), no_blind_spot=True, within=torch.ones(6, 6, dtype=torch.bool)
+        )
+    with pytest.raises(ValueError, match="within"):
+        assert_autoregressive(f, torch.randn(4, 6), within=torch.ones(5, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="outputs"):
+        assert_autoregressive(f, torch.randn(4, 6), outputs=[6])
 
 
 def test_autoregressive_bad_order_is_a_value_error():
