@@ -54,6 +54,7 @@ models (days on GPUs); a CPU run of minutes sits early on the learning curve.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -191,14 +192,20 @@ def train(
     clock: Clock,
     log,
     dims: int | None = None,
+    valid_x: torch.Tensor | None = None,
 ) -> tuple[list[dict], dict]:
-    """Adam for ``args.minutes`` of budget; the learning curve and training totals."""
+    """Adam for ``args.minutes`` of budget; the learning curve and training totals.
+
+    With ``valid_x`` (``--keep-best``) every curve point also measures the validation NLL,
+    and the weights of the best point are restored at the end (early stopping on the
+    validation split; the test images never choose anything)."""
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     budget, every = 60.0 * args.minutes, 60.0 * args.curve_every
     next_curve = every
     used, steps, epoch, seen = 0.0, 0, 0, 0
     curve: list[dict] = []
     recent: list[float] = []
+    best: dict = {"nll": math.inf, "point": None, "state": None}
     g = torch.Generator().manual_seed(args.seed)
     model.train()
 
@@ -215,6 +222,11 @@ def train(
         }
         if dims:
             row["curve_bpd"] = round(row["curve_nll"] / (dims * math.log(2)), 4)
+        if valid_x is not None:
+            v = float(per_image_nll(model, valid_x, args.eval_batch, args.dtype).mean())
+            row["valid_nll"] = round(v, 3)
+            if v < best["nll"]:
+                best.update(nll=v, point=len(curve), state=copy.deepcopy(model.state_dict()))
         recent.clear()
         curve.append(row)
         log(
@@ -254,12 +266,17 @@ def train(
         else:
             epoch += 1
     point()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+        row = curve[best["point"]]
+        log(f"kept the weights of the best validation point: {row['budget_min']} budget-min")
     totals = {
         "steps": steps,
         "epochs": round(seen / n, 3),
         "images_seen": seen,
         "train_s": round(used, 2),
         "images_per_s": round(seen / used, 1) if used > 0 else None,
+        "kept_point": None if best["point"] is None else curve[best["point"]]["budget_min"],
     }
     return curve, totals
 
@@ -361,6 +378,8 @@ def _fmt(r: dict, bpd: bool) -> str:
 
 
 def run_training(name: str, args: argparse.Namespace, clock: Clock, result: dict, log) -> None:
+    if args.keep_best and name == "cifar":
+        raise SystemExit("--keep-best: the CIFAR-10 subset has no validation split")
     d = load_data(name, args)
     splits, shape, bits = d["splits"], d["image_shape"], d["bits"]
     dims = None if name == "mnist" else math.prod(shape)
@@ -376,7 +395,10 @@ def run_training(name: str, args: argparse.Namespace, clock: Clock, result: dict
         f"{name}: {train_x.shape[0]} training images {tuple(shape)}, budget {args.minutes:g} "
         f"{clock.kind}-min, curve on {curve_x.shape[0]} test images every {args.curve_every:g}"
     )
-    curve, totals = train(model, train_x, curve_x, args, clock, log, dims)
+    keep = None
+    if args.keep_best:
+        keep = _subset(splits["valid"], args.valid_size).to(args.device)
+    curve, totals = train(model, train_x, curve_x, args, clock, log, dims, keep)
     t0 = time.perf_counter()
     test = summary(per_image_nll(model, test_x, args.eval_batch, args.dtype), dims)
     valid = None
@@ -435,10 +457,19 @@ def run_training(name: str, args: argparse.Namespace, clock: Clock, result: dict
         )
     lines.append(f"Training {totals['images_per_s']} images/s ({clock.kind} clock).")
     print("\n".join(lines))
-    print("\n| budget-min | steps | train loss | curve NLL |\n|---|---|---|---|")
+    has_valid = any("valid_nll" in r for r in curve)
+    print(
+        "\n| budget-min | steps | train loss | curve NLL (test subset) |"
+        + (" validation NLL |" if has_valid else "")
+        + "\n|---|---|---|---|"
+        + ("---|" if has_valid else "")
+    )
     for r in curve:
         v = f"{r['curve_nll']:.2f}" + (f" ({r['curve_bpd']:.3f} bits/dim)" if bpd else "")
-        print(f"| {r['budget_min']:.2f} | {r['steps']} | {r['train_loss']} | {v} |")
+        extra = f" {r['valid_nll']:.2f} |" if has_valid else ""
+        print(f"| {r['budget_min']:.2f} | {r['steps']} | {r['train_loss']} | {v} |{extra}")
+    if result.get("kept_point") is not None:
+        print(f"\nweights kept from the best validation point: {result['kept_point']} budget-min")
 
 
 def run_sampling(args: argparse.Namespace, clock: Clock, result: dict, log) -> None:
@@ -531,6 +562,12 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict]:
         sp.add_argument("--curve-size", type=int, help="test images of a curve point")
         sp.add_argument("--test-size", type=int, default=0, help="test images (0: all)")
         sp.add_argument("--valid-size", type=int, default=0, help="validation images (0: all)")
+        sp.add_argument(
+            "--keep-best",
+            action="store_true",
+            help="measure the validation NLL at every curve point and keep the best weights "
+            "(early stopping; mnist and digits)",
+        )
         sp.add_argument("--train-size", type=int, default=0, help="training images (0: all)")
         sp.add_argument("--eval-batch", type=int, default=200)
         sp.add_argument("--save-model", default=None, help="state_dict + config (.pt)")

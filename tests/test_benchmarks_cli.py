@@ -516,6 +516,23 @@ def test_pixelcnn_digits_reports_bits_per_dim(model, tmp_path, capsys):
     assert json.loads((tmp_path / "d.json").read_text())["config"]["kwargs"]["bits"] == 8
 
 
+def test_pixelcnn_keep_best_restores_the_best_validation_point(tmp_path, capsys):
+    argv = ["digits", "--model", "gated", *_PIXELCNN_TINY, *_PIXELCNN_BUDGET, "--batch", "16"]
+    argv += ["--curve-size", "10", "--test-size", "20", "--valid-size", "10", "--keep-best"]
+    bench = _load("pixelcnn")
+    result = bench.main(argv)
+    out = capsys.readouterr().out
+    curve = result["curve"]
+    assert all("valid_nll" in r for r in curve)
+    best = min(curve, key=lambda r: r["valid_nll"])
+    assert result["kept_point"] == best["budget_min"]
+    assert "weights kept from the best validation point" in out
+    # the kept weights are those of the best point: the final validation NLL equals it
+    assert result["valid"]["nll"] == pytest.approx(best["valid_nll"], abs=1e-3)
+    with pytest.raises(SystemExit, match="no validation split"):
+        bench.main(["cifar", "--data", str(tmp_path), "--keep-best", *_PIXELCNN_TINY])
+
+
 @pytest.mark.parametrize("model", ["gated", pytest.param("pixelcnnpp", marks=_needs_mixture)])
 def test_pixelcnn_cifar_subset_on_a_fake_file(model, tmp_path, capsys):
     rng = np.random.default_rng(0)
