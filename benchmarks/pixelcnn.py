@@ -38,10 +38,12 @@ papers' full-test-set figures (PixelCNN++ 2.92).
     python benchmarks/pixelcnn.py digits --minutes 5 --samples-png digits.png
     python benchmarks/pixelcnn.py cifar --data ../shared/data --minutes 5 --hidden 32 \\
         --resnets 1 --batch 8 --test-size 200   # a CPU-sized run (the defaults are a GPU's)
-    # one GPU, each under 8 minutes including evaluation:
-    python benchmarks/pixelcnn.py mnist --data data --device cuda --minutes 5 --hidden 64 \\
+    # one GPU, each under 8 minutes including evaluation (the data from PYRO_LGM_DATA, as
+    # set by the command prefix in ../shared/tools/device-prep's header after
+    # `device-prep binarized_mnist cifar10_subset`):
+    python benchmarks/pixelcnn.py mnist --device cuda --minutes 5 --hidden 64 \\
         --layers 10
-    python benchmarks/pixelcnn.py cifar --data data --device cuda --minutes 5
+    python benchmarks/pixelcnn.py cifar --device cuda --minutes 5
     # (--samples-png / --completions-png add 3072 cached sampling steps each)
 
 Anchors (binarized MNIST test NLL in nats, van den Oord et al. 2016a): PixelCNN 81.30,
