@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -121,3 +122,14 @@ class Clock:
     def now(self) -> float:
         synchronize(self.device)
         return self._cpu() if self.kind == "cpu" else self._wall()
+
+
+def git_commit() -> str:
+    """The short hash of the checkout's HEAD (``"unknown"`` outside git), for result files."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -61,13 +61,12 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 
 import torch
-from bench_device import Clock, add_device_args, check_clock, describe, info
+from bench_device import Clock, add_device_args, check_clock, describe, git_commit, info
 
 from pyro_lgm import models
 
@@ -363,16 +362,6 @@ def load_data(name: str, args: argparse.Namespace) -> dict:
 # ----------------------------------------------------------------------------- commands
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _fmt(r: dict, bpd: bool) -> str:
     if bpd:
         return f"{r['bpd']:.3f} ± {r['bpd_se']:.3f}"
@@ -631,7 +620,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python benchmarks/pixelcnn.py " + shlex.join(argv or sys.argv[1:]),
         "subcommand": args.command,
         "date": time.strftime("%Y-%m-%d"),
-        "commit": _commit(),
+        "commit": git_commit(),
         "clock": clock_kind,
         "threads": args.threads,
         "seed": args.seed,

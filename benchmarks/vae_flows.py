@@ -38,13 +38,12 @@ import math
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
 import pyro
 import torch
-from bench_device import Clock, add_device_args, check_clock, describe, info
+from bench_device import Clock, add_device_args, check_clock, describe, git_commit, info
 
 from pyro_lgm.data import load_binarized_mnist
 from pyro_lgm.metrics import active_units, elbo, iwae
@@ -82,16 +81,6 @@ def build(spec: tuple[str, int], args: argparse.Namespace, name: str) -> VAE:
         kl_warmup_steps=args.warmup_steps,
         name=name,
     ).to(device=args.device, dtype=args.dtype)
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def train_one(
@@ -383,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {
         "command": "python benchmarks/vae_flows.py " + shlex.join(argv or sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
-        "commit": _commit(),
+        "commit": git_commit(),
         "clock": clock_kind,
         "samples": args.samples,
         **info(args.device, args.dtype),
