@@ -422,10 +422,6 @@ def _gather_index(op: MaskedConv2d, h: int, w: int) -> tuple[int, int, torch.Ten
     return ho, wo, flat.reshape(ho * wo, kh * kw)
 
 
-class _Step(dict):
-    """Per generation step: node index -> positions to compute at that step."""
-
-
 class IncrementalRunner:
     r"""Cached incremental evaluation of a :class:`CausalNet` during generation.
 
@@ -460,20 +456,21 @@ class IncrementalRunner:
         ready: dict[str, torch.Tensor] = {}
         elem = torch.arange(c * h * w).reshape(h, w, c).permute(2, 0, 1) + 1
         ready["x"] = elem
-        self.constants = [k for k in shapes if k != "x" and k not in {g[0] for g in net.graph}]
-        for k in self.constants:
+        constants = [k for k in shapes if k != "x" and k not in {g[0] for g in net.graph}]
+        for k in constants:
             s = shapes[k]
             ready[k] = torch.zeros(s[1], s[2], s[3], dtype=torch.long)
-        self.gathers: list[torch.Tensor | None] = []  # per node: input position per output (tap)
-        self._pad_slots: list[int] = []
+        # per node: the input position of each output position (and kernel tap); padding
+        # reads the zero position at the end of the input's cache
+        gathers: list[torch.Tensor | None] = []
         for out, key, inputs in net.graph:
             op = net.ops[key]
             rin = [ready[k] for k in inputs]
-            self._pad_slots.append(int(rin[0].shape[1] * rin[0].shape[2]))
+            pad = int(rin[0].shape[1] * rin[0].shape[2])
             if isinstance(op, MaskedConv2d):
                 (r,) = rin
                 ho, wo, idx = _gather_index(op, r.shape[1], r.shape[2])
-                self.gathers.append(idx)
+                gathers.append(torch.where(idx < 0, pad, idx))
                 # the step of each (in channel, tap) per output position; padding: step 0
                 rflat = torch.cat([r.flatten(1), torch.zeros(r.shape[0], 1, dtype=r.dtype)], 1)
                 taps = rflat[:, idx]  # (Cin, L, k)
@@ -491,11 +488,11 @@ class IncrementalRunner:
             elif isinstance(op, (Shift, ZeroInsert)):
                 (r,) = rin
                 ho, wo, src = op.source(r.shape[1], r.shape[2])
-                self.gathers.append(src)
+                gathers.append(torch.where(src < 0, pad, src))
                 rflat = torch.cat([r.flatten(1), torch.zeros(r.shape[0], 1, dtype=r.dtype)], 1)
                 ready[out] = rflat[:, src].reshape(-1, ho, wo)
             elif isinstance(op, Pointwise):
-                self.gathers.append(None)
+                gathers.append(None)
                 ready[out] = op.ready(*rin)
             else:
                 raise ValueError(
@@ -509,15 +506,10 @@ class IncrementalRunner:
                 )
         self.ready = ready
         self._check_output(ready[net.output_map])
-        # padding (-1) reads the zero position at the end of the input's cache
-        gathers = [
-            None if g is None else torch.where(g < 0, pad, g)
-            for g, pad in zip(self.gathers, self._pad_slots)
-        ]
         total = c * h * w
         dev = param.device
         #: per step, node index -> (positions, gather index of those positions or None)
-        self.steps: list[_Step] = [_Step() for _ in range(total)]
+        self.steps: list[dict[int, tuple]] = [{} for _ in range(total)]
         for n, (out, _, _) in enumerate(net.graph):
             r = ready[out].flatten(1)  # (C, L)
             rs = r.sort(0).values
@@ -541,13 +533,16 @@ class IncrementalRunner:
     def _check_output(self, r: torch.Tensor) -> None:
         c, h, w = self.image_shape
         channels = r.shape[0]
-        if channels % c == 0 and getattr(self.net, "per_channel_output", True):
+        own = torch.arange(c * h * w).reshape(h, w, c).permute(2, 0, 1)  # each element's step
+        if getattr(self.net, "per_channel_output", True):
+            if channels % c:
+                raise ValueError(
+                    f"net: {channels} output channels cannot be split into {c} image channels"
+                )
             need = r.reshape(c, channels // c, h, w).amax(1)  # (C, H, W)
-        else:
+        else:  # whole pixels: every parameter ready before the pixel's first channel
             need = r.amax(0, keepdim=True).expand(c, h, w)
-        own = torch.arange(c * h * w).reshape(h, w, c).permute(2, 0, 1)
-        if not getattr(self.net, "per_channel_output", True):
-            own = own[:1].expand(c, h, w)  # whole pixels: ready before the pixel's first channel
+            own = own[:1].expand(c, h, w)
         bad = need > own
         if bool(bad.any()):
             ch, i, j = (int(v) for v in bad.nonzero()[0])
