@@ -3,6 +3,7 @@
 from pyro_lgm.models.autoregressive import iaf, maf
 from pyro_lgm.models.coupling import nice, realnvp
 from pyro_lgm.models.flow import ConditionalNormal, Flow
+from pyro_lgm.models.glow import ImageFlow, glow, realnvp_image
 from pyro_lgm.models.made import MADE
 from pyro_lgm.models.nade import NADE, RNADE, DeepNADE
 from pyro_lgm.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNPP
@@ -20,3 +21,4 @@ __all__ += ["conditional_planar_flow", "conditional_radial_flow", "planar_flow",
 __all__ += ["iaf", "maf"]
 __all__ += ["VAE"]
 __all__ += ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]
+__all__ += ["ImageFlow", "glow", "realnvp_image"]

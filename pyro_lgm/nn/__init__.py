@@ -6,12 +6,14 @@ from pyro_lgm.nn.masked import MADE, MaskedLinear
 from pyro_lgm.nn.nade import NADE, RNADE, DeepNADE
 from pyro_lgm.nn.pixelcnn import GatedPixelCNN, PixelCNN
 from pyro_lgm.nn.pixelcnnpp import PixelCNNPP
+from pyro_lgm.nn.resnet import GlowConvNet, ResNetConvNet, ZeroConv2d
 from pyro_lgm.nn.vae import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
 
 __all__: list[str] = [
     "DeepNADE",
     "DenseNN",
     "GatedPixelCNN",
+    "GlowConvNet",
     "MADE",
     "MaskedConv2d",
     "MaskedLinear",
@@ -19,6 +21,8 @@ __all__: list[str] = [
     "PixelCNN",
     "PixelCNNPP",
     "RNADE",
+    "ResNetConvNet",
+    "ZeroConv2d",
     "conv_decoder",
     "conv_encoder",
     "mlp_decoder",

@@ -21,6 +21,16 @@ from pyro_lgm.transforms.coupling import (
     coupling_mask,
     diagonal_scale,
 )
+from pyro_lgm.transforms.image_coupling import (
+    ConditionalImageAdditiveCoupling,
+    ConditionalImageAffineCoupling,
+    ImageAdditiveCoupling,
+    ImageAffineCoupling,
+    conditional_image_additive_coupling,
+    conditional_image_affine_coupling,
+    image_additive_coupling,
+    image_affine_coupling,
+)
 from pyro_lgm.transforms.permute import Permute, Reverse, permute, reverse
 from pyro_lgm.transforms.planar import (
     ConditionalPlanar,
@@ -35,6 +45,14 @@ from pyro_lgm.transforms.radial import (
     Radial,
     conditional_radial,
     radial,
+)
+from pyro_lgm.transforms.reshape import (
+    FactorOut,
+    Squeeze,
+    channel_mask,
+    checkerboard_mask,
+    factor_out,
+    squeeze,
 )
 
 __all__: list[str] = [
@@ -75,4 +93,21 @@ __all__ += [
     "conditional_radial",
     "planar",
     "radial",
+]
+# image_coupling.py, reshape.py
+__all__ += [
+    "ConditionalImageAdditiveCoupling",
+    "ConditionalImageAffineCoupling",
+    "FactorOut",
+    "ImageAdditiveCoupling",
+    "ImageAffineCoupling",
+    "Squeeze",
+    "channel_mask",
+    "checkerboard_mask",
+    "conditional_image_additive_coupling",
+    "conditional_image_affine_coupling",
+    "factor_out",
+    "image_additive_coupling",
+    "image_affine_coupling",
+    "squeeze",
 ]
