@@ -173,3 +173,87 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="x: expected dtype torch.float32"):
         t(torch.randn(4, 3, dtype=torch.float64))
     assert not bool(t.initialized)
+
+
+# --------------------------------------------------------------------------------------
+# Images: ActNorm(C, event_dim=3) on (..., C, H, W)
+# --------------------------------------------------------------------------------------
+def _images(batch, c, h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    loc = 5 * torch.randn(c, 1, 1, generator=g, dtype=torch.float64)
+    scale = torch.rand(c, 1, 1, generator=g, dtype=torch.float64) * 3 + 0.1
+    return loc + scale * torch.randn(*batch, c, h, w, generator=g, dtype=torch.float64)
+
+
+def _assert_channels_standardised(z, atol):
+    per_channel = z.movedim(-3, -1).reshape(-1, z.shape[-3])
+    _assert_standardised(per_channel, atol)
+
+
+@settings(max_examples=examples(10), deadline=None)
+@given(
+    batch=lst.batch_shapes(min_dims=1, max_dims=2, min_size=1, max_size=4),
+    shape=st.sampled_from([(1, 4, 4), (3, 8, 8), (2, 4, 8)]),
+    seed=lst.seeds(),
+    direction=st.sampled_from(["forward", "inverse"]),
+)
+def test_image_first_call_standardises_each_channel(batch, shape, seed, direction):
+    c, h, w = shape
+    t = ActNorm(c, eps=0.0, event_dim=3).double()
+    x = _images(batch, c, h, w, seed=seed)
+    out = t(x) if direction == "forward" else t.inv(x)
+    assert bool(t.initialized) and out.shape == x.shape
+    assert t.loc.shape == (c,) and t.log_scale.shape == (c,)
+    # statistics over the batch dimensions and the pixels together, per channel
+    _assert_channels_standardised(out, atol=1e-6)
+    ladj = t.log_abs_det_jacobian(x, out)
+    assert ladj.shape == batch
+    assert torch.allclose(ladj, (h * w * t.log_scale.sum()).expand(batch))
+    assert_bijective(t, x)
+    assert_log_abs_det_jacobian(t, x[(0,) * len(batch)])  # one image: a 16..192-dim Jacobian
+
+
+def test_image_domain_is_per_instance():
+    images, vectors = ActNorm(2, event_dim=3), ActNorm(2)
+    assert images.domain.event_dim == images.codomain.event_dim == 3
+    assert vectors.domain.event_dim == vectors.codomain.event_dim == 1
+    assert actnorm(2, event_dim=3).event_dim == 3 and actnorm(2).event_dim == 1
+
+
+def test_image_state_dict_round_trip_and_no_reinitialisation():
+    t = ActNorm(3, event_dim=3).double()
+    t.inv(_images((6,), 3, 4, 4))
+    state = t.state_dict()
+    assert set(state) == {"loc", "log_scale", "initialized"} and bool(state["initialized"])
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    loaded = ActNorm(3, event_dim=3).double()
+    loaded.load_state_dict(torch.load(buffer))
+    assert bool(loaded.initialized)
+    assert torch.equal(loaded.loc, t.loc) and torch.equal(loaded.log_scale, t.log_scale)
+    shifted = _images((6,), 3, 4, 4, seed=3) + 10.0  # would move the layer if it initialised
+    assert torch.equal(loaded.inv(shifted), t.inv(shifted))
+    assert torch.equal(loaded.loc, t.loc) and torch.equal(loaded(shifted), t(shifted))
+
+
+def test_image_bad_inputs():
+    with pytest.raises(ValueError, match="event_dim: expected 1 .* or 3"):
+        ActNorm(3, event_dim=2)
+    t = ActNorm(3, event_dim=3)
+    with pytest.raises(
+        ValueError, match=r"y: expected shape \(\.\.\., 3, \*, \*\), got \(4, 2, 5, 5\)"
+    ):
+        t.inv(torch.randn(4, 2, 5, 5))
+    with pytest.raises(ValueError, match=r"x: expected shape \(\.\.\., 3, \*, \*\), got \(3, 5\)"):
+        t(torch.randn(3, 5))
+    with pytest.raises(ValueError, match=r"data: expected shape \(\.\.\., 3, \*, \*\)"):
+        t.initialize(torch.randn(4, 3))
+    assert not bool(t.initialized)  # rejected batches do not initialise the layer
+    with pytest.raises(ValueError, match="x: expected dtype torch.float32"):
+        t(torch.randn(2, 3, 4, 4, dtype=torch.float64))
+    nan = torch.randn(2, 3, 4, 4)
+    nan[1, 2, 0, 3] = float("nan")
+    with pytest.raises(ValueError, match="y: expected finite values, got NaN"):
+        t.inv(nan)
+    assert not bool(t.initialized)

@@ -8,6 +8,7 @@ from pyro_lgm.transforms.autoregressive import (
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
+from pyro_lgm.transforms.conv1x1 import InvertibleConv1x1, invertible_conv1x1
 from pyro_lgm.transforms.coupling import (
     AdditiveCoupling,
     AffineCoupling,
@@ -20,6 +21,12 @@ from pyro_lgm.transforms.coupling import (
     conditional_affine_coupling,
     coupling_mask,
     diagonal_scale,
+)
+from pyro_lgm.transforms.elementwise import (
+    LogitPreprocess,
+    UniformDequantize,
+    logit_preprocess,
+    uniform_dequantize,
 )
 from pyro_lgm.transforms.image_coupling import (
     ConditionalImageAdditiveCoupling,
@@ -110,4 +117,13 @@ __all__ += [
     "image_additive_coupling",
     "image_affine_coupling",
     "squeeze",
+]
+# conv1x1.py, elementwise.py (image transforms; ActNorm(event_dim=3) is above)
+__all__ += [
+    "InvertibleConv1x1",
+    "LogitPreprocess",
+    "UniformDequantize",
+    "invertible_conv1x1",
+    "logit_preprocess",
+    "uniform_dequantize",
 ]
