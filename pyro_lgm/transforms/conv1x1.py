@@ -6,10 +6,12 @@ the base to the data: ``t(x)`` computes :math:`y = W x` and ``t.inv(y)`` (the
 density-estimation direction) solves :math:`W x = y`.
 
 With ``lu=True`` (Glow's LU-decomposed parametrisation) the layer keeps the factors
-:math:`W = P L (U + \mathrm{diag}(s))` and never forms :math:`W^{-1}`: the inverse is two
-triangular solves and a permutation, whose error stays at a few ulps of the factors'
-conditioning, so a deep float32 stack of such layers inverts to float precision (the test
-``test_deep_lu_stack_round_trip_float32`` stacks 64 layers).
+:math:`W = P L (U + \mathrm{diag}(s))` and, as openai/glow, never forms :math:`W^{-1}`: the
+inverse is a permutation and two triangular solves, whose rounding error is a few ulps times
+the factors' conditioning. ``test_deep_lu_stack_round_trip_float32`` checks a stack of 64
+float32 layers: round trip within 1e-4 relative, 3.9e-6 measured (5.2e-6 with
+``torch.inverse`` of the assembled matrices: for such well-conditioned matrices the two are
+about equally accurate; the factored solve is the stable choice, not a measured rescue).
 """
 
 from __future__ import annotations
