@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = _parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    clock_kind = check_clock(parser, args.clock, args.device)
+    clock_kind = check_clock(parser, args.clock, args.device) or "cpu"
     clock = Clock(clock_kind, args.device)
     if args.curve_every is None:
         args.curve_every = max(args.minutes / 10, 1e-3)

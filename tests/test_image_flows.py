@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import pyro
 import pyro.distributions as dist
@@ -51,7 +52,7 @@ def test_squeeze_raster_order_and_shapes():
 
 @pytest.mark.parametrize("shape", [(1, 3, 4), (2, 4, 5), (4,)])
 def test_squeeze_rejects_odd_sizes_naming_the_shape(shape):
-    with pytest.raises(ValueError, match=r"even"):
+    with pytest.raises(ValueError, match=re.escape(str(tuple(shape)))):
         Squeeze()(torch.zeros(shape))
 
 
@@ -115,9 +116,17 @@ def sum_ldj(transforms, z):
 
 # ------------------------------------------------------------------------- deep stacks
 def test_64_float32_glow_steps_keep_round_trip_and_log_det_accurate():
-    """64 steps of ActNorm, LU 1x1 conv and affine coupling, all perturbed away from the
-    identity: the float32 round trip stays within 1e-4 relative and the float32 log-det
-    within 1e-3 relative of the same stack in float64."""
+    """64 steps of ActNorm, LU 1x1 conv and affine coupling (Glow's sigmoid scale), from data
+    to latent and back: the float32 round trip stays within 1e-4 relative and the float32
+    log-det within 1e-3 relative of the same stack in float64 (measured over 5 seeds:
+    2e-6 - 6e-6 and below 1.3e-6).
+
+    Couplings, ActNorms and the 1x1 convolutions' scales ``log|s|`` are perturbed away from
+    their initial values; the convolutions' L and U factors keep their random-orthogonal
+    start. Perturbing those too makes the product of 64 matrices ill-conditioned: the
+    float64 stack applied to the float32-rounded latent already misses the input by
+    1.7e-5 - 3.2e-5, and the float32 round trip is 1.3e-4 - 5e-4 - a property of the
+    problem, not of the arithmetic."""
     torch.manual_seed(0)
     c = 4
     steps = []
@@ -125,33 +134,36 @@ def test_64_float32_glow_steps_keep_round_trip_and_log_det_accurate():
         steps += [image_affine_coupling(c, "channel", hidden=16, scale="sigmoid")]
         steps += [InvertibleConv1x1(c, lu=True), ActNorm(c, event_dim=3)]
     stack = torch.nn.ModuleList(steps)
-    perturb_all(stack, seed=1, scale=0.3)
-    for m in stack:
-        if isinstance(m, ActNorm):
+    rotations = {m: (m.lower.clone(), m.upper.clone()) for m in stack[1::3]}
+    perturb_all(stack, seed=1, scale=0.2)
+    with torch.no_grad():
+        for m, (lower, upper) in rotations.items():
+            m.lower.copy_(lower)
+            m.upper.copy_(upper)
+        for m in stack[2::3]:
             m.initialized.fill_(True)
-    z64 = torch.randn(8, c, 8, 8, dtype=torch.float64)
+    x64 = torch.randn(8, c, 8, 8, dtype=torch.float64)
     results = {}
     for dtype in (torch.float64, torch.float32):
         s = stack.to(dtype)
-        z = z64.to(dtype)
         with torch.no_grad():
-            x = z
+            z = x64.to(dtype)
             ldj = torch.zeros(8, dtype=dtype)
+            for t in reversed(list(s)):  # data to latent, as in training
+                y = t.inv(z)
+                ldj = ldj + t.log_abs_det_jacobian(y, z)
+                z = y
+            back = z
             for t in s:
-                y = t(x)
-                ldj = ldj + t.log_abs_det_jacobian(x, y)
-                x = y
-            back = x
-            for t in reversed(list(s)):
-                back = t.inv(back)
-        results[dtype] = (x.double(), ldj.double(), back.double())
-    x64, ldj64, _ = results[torch.float64]
-    x32, ldj32, back32 = results[torch.float32]
-    round_trip = (back32 - z64).norm() / z64.norm()
+                back = t(back)
+        results[dtype] = (ldj.double(), back.double())
+    ldj64, _ = results[torch.float64]
+    ldj32, back32 = results[torch.float32]
+    round_trip = (back32 - x64).norm() / x64.norm()
     assert round_trip < 1e-4, f"round trip relative error {round_trip:.2e}"
-    drift = ((ldj32 - ldj64).abs() / ldj64.abs().clamp_min(1.0)).max()
+    drift = ((ldj32 - ldj64).abs() / ldj64.abs()).max()
     assert drift < 1e-3, f"log-det relative drift {drift:.2e}"
-    assert ldj64.abs().min() > 10  # the stack is far from volume preserving: a real test
+    assert ldj64.abs().min() > 50  # the stack is far from volume preserving: a real test
 
 
 # ------------------------------------------------------------------------- models
@@ -218,13 +230,15 @@ def test_glow_in_pyro_sample_and_training_lowers_bits_per_dim():
     model = glow((1, 4, 4), levels=1, steps=2, hidden=8)
     x = _ints((32, 1, 4, 4)) // 64 * 64  # four levels: learnable structure
     model.log_likelihood(x)
-    start = float(model.bits_per_dim(x, generator=torch.Generator().manual_seed(0)).mean())
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(60):
+    with torch.no_grad():
+        start = float(model.bits_per_dim(x, generator=torch.Generator().manual_seed(0)).mean())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
         opt.zero_grad()
         model.bits_per_dim(x).mean().backward()
         opt.step()
-    end = float(model.bits_per_dim(x, generator=torch.Generator().manual_seed(0)).mean())
+    with torch.no_grad():
+        end = float(model.bits_per_dim(x, generator=torch.Generator().manual_seed(0)).mean())
     assert end < start - 0.5, (start, end)
     trace = pyro.poutine.trace(
         lambda: pyro.sample("x", model(), obs=model.dequantize(x))
