@@ -6,7 +6,12 @@ Subcommands:
   test negative log-likelihood and :math:`\mathrm{KL}(p \,\|\, q)` (estimated from target
   samples: :math:`\frac1N \sum_n \log p(x_n) - \log q(x_n)`, :math:`x_n \sim p`), and write
   a PNG with the target and learned densities side by side;
-* ``info`` - versions, devices, available flows and targets.
+* ``train`` - train an image model of :data:`pyro_lgm.image_models.IMAGE_MODELS` on an
+  image data set (8x8 digits by default, no files needed) with :func:`pyro_lgm.train.fit`,
+  write an atomic, resumable checkpoint that also names the model, its options and the
+  data, and print the test NLL in nats per image and bits/dim;
+* ``sample`` - rebuild the model of such a checkpoint and write a PNG grid of samples;
+* ``info`` - versions, devices, available flows and targets, image models and data sets.
 
 A bad option value exits with status 2 and a one-line message on stderr.
 
@@ -25,7 +30,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 
@@ -254,12 +259,126 @@ def _parser() -> _Parser:
         action="store_true",
         help="no progress bar and no header: print only the results",
     )
+    _add_train_parser(sub)
+    _add_sample_parser(sub)
     sub.add_parser(
         "info",
-        help="print versions, devices, flows and targets",
-        description="Print versions, devices, available flows and toy targets.",
+        help="print versions, devices, flows, targets, image models and data sets",
+        description=(
+            "Print versions, devices, available flows and toy targets, image models and "
+            "image data sets."
+        ),
     )
     return parser
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    from pyro_lgm.image_models import IMAGE_DATASETS, IMAGE_MODELS
+
+    train = sub.add_parser(
+        "train",
+        help="train an image model (PixelCNN family, ...) and checkpoint it",
+        description=(
+            "Train an image model by maximum likelihood with pyro_lgm.train.fit, write a "
+            "resumable checkpoint (which also names the model, its options and the data set, "
+            "so `pyro-lgm sample` can rebuild it) and print the test NLL in nats per image "
+            "and bits/dim (nats only for binary data). Models: "
+            + ", ".join(sorted(IMAGE_MODELS))
+            + "; see `pyro-lgm info` for their options."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    train.add_argument("model", metavar="MODEL", help="the image model (pyro-lgm info lists them)")
+    train.add_argument(
+        "--data",
+        choices=sorted(IMAGE_DATASETS),
+        default="digits",
+        help="the image data set (digits is bundled; the others need --data-dir)",
+    )
+    train.add_argument(
+        "--data-dir",
+        help=f"directory of the data files (default: ${_data_env()}; not needed for digits)",
+    )
+    length = train.add_mutually_exclusive_group()
+    length.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="optimization steps in total (a --resume run continues up to it; default 1000)",
+    )
+    length.add_argument(
+        "--minutes",
+        type=_positive_float,
+        help="train for about this many minutes of wall time, evaluation included (the "
+        "step count is set from the speed of the first steps; with --resume: more minutes)",
+    )
+    train.add_argument("--batch-size", type=_positive_int, default=64, help="mini-batch size")
+    train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    train.add_argument(
+        "--device", type=parse_device, default="cpu", help="torch device: cpu, cuda, cuda:N"
+    )
+    train.add_argument("--seed", type=_nonneg_int, default=0, help="random seed")
+    train.add_argument(
+        "--checkpoint",
+        help="checkpoint file, written atomically at every evaluation and at the end "
+        "(default: MODEL-DATA.pt)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --checkpoint if it exists (its model options are kept)",
+    )
+    train.add_argument(
+        "--option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model option (repeatable); pyro-lgm info lists each model's options",
+    )
+    train.add_argument(
+        "--eval-every",
+        type=_positive_int,
+        help="evaluate the test NLL (and checkpoint) every this many steps (default: a tenth "
+        "of the steps)",
+    )
+    train.add_argument(
+        "--quiet", action="store_true", help="no progress and no header: only the results"
+    )
+
+
+def _add_sample_parser(sub: argparse._SubParsersAction) -> None:
+    sample = sub.add_parser(
+        "sample",
+        help="draw images from a `pyro-lgm train` checkpoint into a PNG grid",
+        description=(
+            "Rebuild the model of a `pyro-lgm train` checkpoint, draw images and write them "
+            "as a PNG grid."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sample.add_argument("--checkpoint", required=True, help="a `pyro-lgm train` checkpoint")
+    sample.add_argument("--num", type=_positive_int, default=64, help="number of images")
+    sample.add_argument(
+        "--temperature",
+        type=_positive_float,
+        help="sampling temperature (default: the model's, 1 for the PixelCNN family; models "
+        "without temperature support accept only 1)",
+    )
+    sample.add_argument("--out", type=_png_path, default="samples.png", help="the PNG to write")
+    sample.add_argument(
+        "--nrow", type=_positive_int, help="images per grid row (default: ceil(sqrt(num)))"
+    )
+    sample.add_argument(
+        "--device", type=parse_device, default="cpu", help="torch device: cpu, cuda, cuda:N"
+    )
+    sample.add_argument("--seed", type=_nonneg_int, default=0, help="random seed")
 
 
 # ------------------------------------------------------------------------------- demo
@@ -472,7 +591,286 @@ def _info() -> int:
     print(f"devices: {', '.join(devs)}")
     print(f"flows: {', '.join(sorted(FLOWS))}")
     print(f"targets: {', '.join(TARGETS)}")
+    from pyro_lgm.image_models import IMAGE_DATASETS, IMAGE_MODELS
+
+    print("image models (pyro-lgm train MODEL --option KEY=VALUE):")
+    for name in sorted(IMAGE_MODELS):
+        spec = IMAGE_MODELS[name]
+        opts = " ".join(f"{k}={v}" for k, v in spec.defaults.items())
+        print(f"  {name}: {spec.description}" if spec.description else f"  {name}")
+        print(f"      options: {opts}" if opts else "      options: none")
+    print("image data sets (pyro-lgm train --data NAME):")
+    for name in sorted(IMAGE_DATASETS):
+        d = IMAGE_DATASETS[name]
+        where = "bundled" if not d.needs_data_dir else "needs --data-dir"
+        c, h, w = d.shape
+        print(f"  {name}: {c}x{h}x{w}, {d.bits}-bit, {where}; {d.description}")
     return 0
+
+
+# ------------------------------------------------------------------------ image models
+
+
+def _data_env() -> str:
+    from pyro_lgm.data._paths import ENV_VAR
+
+    return ENV_VAR
+
+
+class _UsageError(Exception):
+    """A bad option found after parsing: exit status 2 with the message (before training)."""
+
+
+def _load_image_data(name: str, data_dir: str | None) -> Any:
+    """The data set ``name`` (``--data-dir``, else the data environment variable)."""
+    from pyro_lgm.image_models import dataset_spec
+
+    spec = dataset_spec(name)
+    if not spec.needs_data_dir:
+        return spec.load(None)
+    env = _data_env()
+    if data_dir is None:
+        data_dir = os.environ.get(env) or None
+    if data_dir is None:
+        raise _UsageError(
+            f"--data {name} reads its files from a directory: pass --data-dir DIR (or set "
+            f"{env}); only digits is bundled"
+        )
+    if not os.path.exists(data_dir):
+        raise _UsageError(f"--data-dir {data_dir!r} does not exist")
+    try:
+        return spec.load(data_dir)
+    except FileNotFoundError as e:
+        raise _UsageError(f"--data {name} --data-dir {data_dir!r}: {e}") from None
+
+
+def _steps_for_minutes(
+    model: torch.nn.Module,
+    train_x: torch.Tensor,
+    test_x: torch.Tensor,
+    batch_size: int,
+    lr: float,
+    seconds: float,
+    eval_every: int | None,
+    device: torch.device,
+) -> int:
+    """How many steps fit in ``seconds``: a copy of ``model`` is timed on a few training
+    steps and on part of an evaluation pass (the calibration time is part of the budget)."""
+    import copy
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    start = time.perf_counter()
+    probe = copy.deepcopy(model).to(device)
+    opt = torch.optim.Adam(probe.parameters(), lr=lr)
+    n = train_x.shape[0]
+    budget = min(10.0, 0.05 * seconds)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        batch = train_x[torch.randint(n, (min(batch_size, n),))].to(device)
+        times = []
+        while len(times) < 3 or (sum(times[1:]) < budget and len(times) < 200):
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            probe(batch).backward()
+            opt.step()
+            sync()
+            times.append(time.perf_counter() - t)
+        per_step = sum(times[1:]) / (len(times) - 1)
+        part = test_x[: min(256, test_x.shape[0])].to(device)
+        t = time.perf_counter()
+        with torch.no_grad():
+            probe.eval()
+            probe(part)
+        sync()
+        per_eval = (time.perf_counter() - t) * test_x.shape[0] / part.shape[0]
+    del probe, opt
+    left = seconds - (time.perf_counter() - start)
+    # evaluations: one every eval_every steps (default: 10) and one at the end
+    if eval_every is None:
+        steps = (left - 11 * per_eval) / per_step
+    else:
+        steps = (left - per_eval) / (per_step + per_eval / eval_every)
+    return max(1, int(steps))
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        return _run_train(args)
+    except _UsageError as e:
+        print(f"pyro-lgm train: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pyro_lgm.image_models import (
+        OptionError,
+        TrainedImageModel,
+        dataset_spec,
+        model_spec,
+        read_metadata,
+        resolve_options,
+    )
+    from pyro_lgm.train import TrainingDivergedError, fit, load_checkpoint
+
+    start = time.perf_counter()
+    say = (lambda *a: None) if args.quiet else print
+    checkpoint = args.checkpoint or f"{args.model}-{args.data}.pt"
+    try:
+        model_spec(args.model)  # an unknown model fails first
+        data_spec = dataset_spec(args.data)
+        given = dict(args.option)
+        base, saved_step = None, 0
+        if args.resume and os.path.exists(checkpoint):
+            try:
+                ckpt = load_checkpoint(checkpoint)
+                meta = read_metadata(ckpt, checkpoint)
+            except Exception as e:  # not a checkpoint of ours, unreadable, ...
+                raise _UsageError(f"--resume: cannot resume from {checkpoint}: {e}") from None
+            if (meta["model"], meta["dataset"]) != (args.model, args.data):
+                raise _UsageError(
+                    f"--resume: {checkpoint} holds {meta['model']} trained on "
+                    f"{meta['dataset']}, not {args.model} on {args.data}"
+                )
+            base, saved_step = meta["options"], int(ckpt["step"])
+            options = resolve_options(args.model, given, base)
+            changed = sorted(k for k in options if options[k] != base.get(k))
+            if changed:
+                got = ", ".join(f"{k}={options[k]!r} (saved {base.get(k)!r})" for k in changed)
+                raise _UsageError(f"--resume keeps the model's options; --option {got}")
+            del ckpt
+        options = resolve_options(args.model, given, base)
+        # the binary check and the builder's own checks, before any data is read
+        model = TrainedImageModel(args.model, args.data, data_spec.shape, data_spec.bits, options)
+    except OptionError as e:
+        raise _UsageError(str(e)) from None
+    if not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint))):
+        raise _UsageError(f"--checkpoint {checkpoint!r}: its directory does not exist")
+    data = _load_image_data(args.data, args.data_dir)
+    shape = tuple(data.train.shape[1:])
+    if shape != data_spec.shape or data.bits != data_spec.bits:
+        raise _UsageError(
+            f"--data {args.data}: expected {data_spec.bits}-bit images {data_spec.shape}, the "
+            f"files hold {data.bits}-bit {shape}"
+        )
+    dev = args.device
+    dims = math.prod(shape)
+    n_params = sum(p.numel() for p in model.parameters())
+    if args.minutes is not None:
+        torch.manual_seed(args.seed)
+        steps = saved_step + _steps_for_minutes(
+            model,
+            data.train,
+            data.test,
+            args.batch_size,
+            args.lr,
+            60.0 * args.minutes,
+            args.eval_every,
+            dev,
+        )
+    else:
+        steps = args.steps if args.steps is not None else 1000
+    eval_every = args.eval_every or max(1, steps // 10)
+    opts = "".join(f"; {k}={v}" for k, v in options.items())
+    c, h, w = shape
+    say(
+        f"pyro-lgm train: model={args.model} ({n_params} parameters{opts}) data={args.data} "
+        f"({c}x{h}x{w}, {data.bits}-bit, {len(data.train)} train / {len(data.test)} test)"
+    )
+    resumed = f" (resuming at step {saved_step})" if saved_step else ""
+    say(
+        f"steps={steps}{resumed} batch_size={args.batch_size} lr={args.lr:g} seed={args.seed} "
+        f"device={dev} checkpoint={checkpoint}"
+    )
+    try:
+        result = fit(
+            model,
+            data.train,
+            loss=lambda m, x: m(x),
+            steps=steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            eval_data=data.test,
+            eval_every=eval_every,
+            eval_batch_size=max(args.batch_size, 256),
+            checkpoint=checkpoint,
+            checkpoint_every=eval_every,
+            resume=args.resume,
+            progress=not args.quiet,
+            seed=args.seed,
+            device=dev,
+        )
+    except TrainingDivergedError as e:
+        print(f"pyro-lgm train: error: {e} (try a smaller --lr)", file=sys.stderr)
+        return 1
+    nll = result.eval_loss[-1]
+    if data.bits == 1:
+        figure = f"test NLL: {nll:.4f} nats/image"
+    else:
+        figure = f"test NLL: {nll:.4f} nats/image, {nll / (dims * math.log(2)):.4f} bits/dim"
+    print(f"{figure} ({len(data.test)} test images, step {result.steps})")
+    say(f"wrote {checkpoint}")
+    say(f"wall time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from pyro_lgm.data import save_image_grid
+    from pyro_lgm.image_models import load_trained, read_metadata
+
+    def fail(message: str) -> int:
+        print(f"pyro-lgm sample: error: {message}", file=sys.stderr)
+        return 2
+
+    path = args.checkpoint
+    if not os.path.isfile(path):
+        return fail(f"--checkpoint {path!r}: no such file")
+    try:
+        model, ckpt = load_trained(path)
+    except Exception as e:  # not a checkpoint, an unregistered model, a mismatch
+        return fail(f"--checkpoint {path!r}: {e}")
+    meta, spec = read_metadata(ckpt, path), model.spec
+    temperature = args.temperature if args.temperature is not None else spec.default_temperature
+    if temperature != 1.0 and not spec.supports_temperature:
+        return fail(
+            f"--temperature {temperature:g}: model {meta['model']} does not support a "
+            f"sampling temperature (only 1)"
+        )
+    torch.manual_seed(args.seed)
+    model.to(args.device).eval()
+    t = time.perf_counter()
+    with torch.no_grad():
+        images = model.sample(args.num, temperature).cpu()
+    elapsed = time.perf_counter() - t
+    _write_png_atomically(images, args.out, 2 ** int(meta["bits"]), args.nrow, save_image_grid)
+    print(
+        f"wrote {args.out}: {args.num} samples of {meta['model']} ({meta['dataset']}, step "
+        f"{ckpt['step']}, temperature {temperature:g}) in {elapsed:.1f} s"
+    )
+    return 0
+
+
+def _write_png_atomically(
+    images: torch.Tensor, path: str, levels: int, nrow: int | None, save: Callable[..., Any]
+) -> None:
+    """``save(images, tmp, ...)`` into a temporary file next to ``path``, then renamed."""
+    import contextlib
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; a PNG is not
+        save(images, tmp, levels=levels, nrow=nrow)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 # ------------------------------------------------------------------------------- main
@@ -496,4 +894,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "sample":
+        return _sample(args)
     return _info()
