@@ -146,7 +146,7 @@ class NormflowsGlow(torch.nn.Module):
     def bits_per_dim(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         u = torch.rand(x.shape, generator=g, dtype=x.dtype, device=x.device)
         v = (x + u) / 256.0
-        return (-self.flow.log_prob(v) + self.dims * math.log(256.0)) / (self.dims * LN2)
+        return (-self.flow.log_prob(v, None) + self.dims * math.log(256.0)) / (self.dims * LN2)
 
 
 def adapter(model: torch.nn.Module):

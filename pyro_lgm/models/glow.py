@@ -128,9 +128,7 @@ class ImageFlow(Flow):
         """
         _check_int("num_samples", num_samples, 1)
         d = self()
-        logs = torch.stack(
-            [d.log_prob(self.dequantize(x, generator)) for _ in range(num_samples)]
-        )
+        logs = torch.stack([d.log_prob(self.dequantize(x, generator)) for _ in range(num_samples)])
         return torch.logsumexp(logs, 0) - math.log(num_samples)
 
     def bits_per_dim(

@@ -6,12 +6,14 @@ the base to the data: ``t(x)`` computes :math:`y = W x` and ``t.inv(y)`` (the
 density-estimation direction) solves :math:`W x = y`.
 
 With ``lu=True`` (Glow's LU-decomposed parametrisation) the layer keeps the factors
-:math:`W = P L (U + \mathrm{diag}(s))` and, as openai/glow, never forms :math:`W^{-1}`: the
-inverse is a permutation and two triangular solves, whose rounding error is a few ulps times
-the factors' conditioning. ``test_deep_lu_stack_round_trip_float32`` checks a stack of 64
-float32 layers: round trip within 1e-4 relative, 3.9e-6 measured (5.2e-6 with
-``torch.inverse`` of the assembled matrices: for such well-conditioned matrices the two are
-about equally accurate; the factored solve is the stable choice, not a measured rescue).
+:math:`W = P L (U + \mathrm{diag}(s))` and, as openai/glow, never inverts the assembled
+matrix: :math:`W^{-1} = (U + \mathrm{diag}(s))^{-1} L^{-1} P^T` is built from triangular
+solves of the small factors (:meth:`InvertibleConv1x1.inverse_matrix`) and applied to every
+pixel in one product. ``test_deep_lu_stack_round_trip_float32`` checks a stack of 64 float32
+layers: round trip within 1e-4 relative, 5.0e-6 measured (3.9e-6 when the triangular
+solves ran over every pixel, 5.2e-6 with ``torch.inverse`` of the assembled matrices: for
+such well-conditioned matrices the three are about equally accurate, and the per-pixel
+solves cost 1.3-2x the time).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyro_lgm.transforms._cached import CachedTransform
+from pyro_lgm.transforms._common import broadcast_shapes
 from pyro_lgm.transforms.coupling import _check_input
 
 __all__ = ["InvertibleConv1x1", "invertible_conv1x1"]
@@ -122,6 +125,27 @@ class InvertibleConv1x1(CachedTransform, TransformModule):
         lower, upper = self._factors()
         return self.perm @ lower @ upper
 
+    def inverse_matrix(self) -> torch.Tensor:
+        r"""The ``(C, C)`` matrix :math:`W^{-1}`, from the factors (differentiable).
+
+        With ``lu=True``, :math:`W^{-1} = (U + \operatorname{diag} s)^{-1} L^{-1} P^T` where
+        the two triangular inverses come from triangular solves against the identity (as
+        openai/glow inverts the factors, never the assembled matrix); with ``lu=False``
+        from the matrix's LU factorization. One small ``C x C`` computation per call, then
+        a single matrix product over the pixels: triangular solves over every pixel took
+        1.3-2x the time (forward and backward at batch 64, one thread: 0.58 against
+        0.28 ms for 16x4x4 images, 0.67 against 0.51 ms for 4x14x14), and 64 stacked
+        float32 layers still round trip within 1e-4 relative (tests/test_conv1x1.py).
+        """
+        eye = torch.eye(self.channels, dtype=self._ref().dtype, device=self._ref().device)
+        if not self.lu:
+            lu, pivots = torch.linalg.lu_factor(self.weight)
+            return torch.linalg.lu_solve(lu, pivots, eye)
+        lower, upper = self._factors()
+        lower_inv = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
+        upper_inv = torch.linalg.solve_triangular(upper, eye, upper=True)
+        return upper_inv @ lower_inv @ self.perm.T
+
     def log_abs_det_weight(self) -> torch.Tensor:
         r""":math:`\log|\det W|` (a scalar)."""
         if self.lu:
@@ -146,15 +170,7 @@ class InvertibleConv1x1(CachedTransform, TransformModule):
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         self._check("y", y)
         flat = y.reshape(-1, self.channels, y.shape[-2] * y.shape[-1])
-        if self.lu:
-            # W^{-1} y = (U + diag s)^{-1} L^{-1} P^T y, with the factors: no inverse matrix
-            lower, upper = self._factors()
-            z = torch.matmul(self.perm.T, flat)
-            z = torch.linalg.solve_triangular(lower, z, upper=False, unitriangular=True)
-            x_flat = torch.linalg.solve_triangular(upper, z, upper=True)
-        else:
-            lu, pivots = torch.linalg.lu_factor(self.weight)
-            x_flat = torch.linalg.lu_solve(lu, pivots, flat)
+        x_flat = torch.matmul(self.inverse_matrix(), flat)
         x = x_flat.reshape(y.shape)
         self._remember_ldj(x, y, self._ldj(y))
         return x
@@ -164,7 +180,7 @@ class InvertibleConv1x1(CachedTransform, TransformModule):
         if ldj is None:
             self._check("x", x)
             ldj = self._ldj(x)
-        batch = torch.broadcast_shapes(x.shape[:-3], y.shape[:-3])
+        batch = broadcast_shapes(x.shape[:-3], y.shape[:-3])
         return ldj if ldj.shape == batch else ldj.expand(batch)
 
     def extra_repr(self) -> str:

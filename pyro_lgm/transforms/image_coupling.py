@@ -33,6 +33,7 @@ from torch.distributions import constraints
 from pyro_lgm.errors import check_finite
 from pyro_lgm.nn.resnet import GlowConvNet, ResNetConvNet
 from pyro_lgm.transforms._cached import CachedTransform
+from pyro_lgm.transforms._common import broadcast_shapes
 from pyro_lgm.transforms._image import (
     check_channels,
     check_image,
@@ -175,7 +176,7 @@ class _ImageCoupling(CachedTransform, TransformModule):
                     f"got shape {tuple(self._context.shape)}"
                 )
             try:
-                batch = torch.broadcast_shapes(x_a.shape[:-3], ctx.shape[:-3])
+                batch = broadcast_shapes(x_a.shape[:-3], ctx.shape[:-3])
             except RuntimeError:
                 raise ValueError(
                     f"context: batch shape {tuple(ctx.shape[:-3])} does not broadcast against "
@@ -191,7 +192,7 @@ class _ImageCoupling(CachedTransform, TransformModule):
         return out.reshape(*batch, *out.shape[-3:]), m
 
     def _merge(self, x: torch.Tensor, new_b: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
-        batch = torch.broadcast_shapes(x.shape[:-3], new_b.shape[:-3])
+        batch = broadcast_shapes(x.shape[:-3], new_b.shape[:-3])
         x = x.expand(*batch, *x.shape[-3:])
         new_b = new_b.expand(*batch, *new_b.shape[-3:])
         if m is not None:
@@ -261,7 +262,7 @@ class ImageAdditiveCoupling(_ImageCoupling):
         return self._merge(x, self._part_b(x, m) + shift, m)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(torch.broadcast_shapes(x.shape[:-3], y.shape[:-3]))
+        return x.new_zeros(broadcast_shapes(x.shape[:-3], y.shape[:-3]))
 
 
 class ImageAffineCoupling(_ImageCoupling):
@@ -364,7 +365,7 @@ class ImageAffineCoupling(_ImageCoupling):
         if ldj is None:
             self._check("x", x)
             ldj = -self._log_scale_shift(x)[0].sum((-3, -2, -1))
-        return ldj.expand(torch.broadcast_shapes(ldj.shape, x.shape[:-3], y.shape[:-3]))
+        return ldj.expand(broadcast_shapes(ldj.shape, x.shape[:-3], y.shape[:-3]))
 
     def extra_repr(self) -> str:
         bound = f", log_scale_bound={self.log_scale_bound}" if self.scale == "tanh" else ""

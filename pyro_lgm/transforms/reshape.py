@@ -29,6 +29,7 @@ from torch.distributions import Transform, constraints
 
 from pyro_lgm.nn.resnet import ZeroConv2d
 from pyro_lgm.transforms._cached import CachedTransform
+from pyro_lgm.transforms._common import broadcast_shapes
 from pyro_lgm.transforms._image import (
     check_channels,
     check_image,
@@ -348,7 +349,7 @@ class FactorOut(CachedTransform, TransformModule):
             loc, log_s = self._prior(z1)
             z2 = loc + u2 * log_s.exp()
             ldj = ldj + _sum_image(log_s)
-        batch = torch.broadcast_shapes(z1.shape[:-3], z2.shape[:-3])
+        batch = broadcast_shapes(z1.shape[:-3], z2.shape[:-3])
         y = torch.cat([z1.expand(*batch, *z1.shape[-3:]), z2.expand(*batch, *z2.shape[-3:])], -3)
         self._remember_ldj(u, y, ldj)
         return y
@@ -362,7 +363,7 @@ class FactorOut(CachedTransform, TransformModule):
             loc, log_s = self._prior(z1)
             u2 = (z2 - loc) * torch.exp(-log_s)
             ldj = ldj + _sum_image(log_s)
-        batch = torch.broadcast_shapes(u1.shape[:-3], u2.shape[:-3])
+        batch = broadcast_shapes(u1.shape[:-3], u2.shape[:-3])
         x = torch.cat([u1.expand(*batch, *u1.shape[-3:]), u2.expand(*batch, *u2.shape[-3:])], -3)
         return x, ldj
 
@@ -375,7 +376,7 @@ class FactorOut(CachedTransform, TransformModule):
         ldj = self._recall_ldj(x, y)
         if ldj is None:
             ldj = self._inverse_with_ldj(y)[1]
-        return ldj.expand(torch.broadcast_shapes(ldj.shape, x.shape[:-3], y.shape[:-3]))
+        return ldj.expand(broadcast_shapes(ldj.shape, x.shape[:-3], y.shape[:-3]))
 
     def extra_repr(self) -> str:
         return (
