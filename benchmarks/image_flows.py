@@ -338,8 +338,10 @@ def main(argv: list[str] | None = None) -> dict:
             for k in ("hidden", "steps", "levels", "scales", "blocks", "batch", "lr", "minutes")
         },
     }
-    log(f"{dataset} {data['shape']}: {data['train'].shape[0]} train / {data['test'].shape[0]} "
-        f"test images; {describe(args.device)}; {clock_kind} clock")
+    log(
+        f"{dataset} {data['shape']}: {data['train'].shape[0]} train / {data['test'].shape[0]} "
+        f"test images; {describe(args.device)}; {clock_kind} clock"
+    )
     if args.command == "normflows":
         try:
             import normflows  # noqa: F401
@@ -365,8 +367,10 @@ def main(argv: list[str] | None = None) -> dict:
                 f"| {name} | {r['images_per_s']} | {r['test']['bpd']:.4f} ± "
                 f"{r['test']['bpd_se']:.4f} | {r['params']} |"
             )
-        log(f"throughput ours / normflows: {ratio:.2f}x; bits/dim ours - normflows: "
-            f"{o['bpd'] - n['bpd']:+.4f}")
+        log(
+            f"throughput ours / normflows: {ratio:.2f}x; bits/dim ours - normflows: "
+            f"{o['bpd'] - n['bpd']:+.4f}"
+        )
     else:
         model = build_ours(args.model, args, data["shape"])
         run = run_one(args.model, model, data, args, clock, log)
