@@ -582,3 +582,67 @@ def test_pixelcnn_cuda_without_a_gpu_says_so(command, capsys):
         _load("pixelcnn").main([command, "--device", "cuda"])
     assert exc.value.code == 2
     assert "CUDA is not available on this machine" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- image_flows.py
+
+
+@pytest.fixture
+def fake_mnist_idx(tmp_path):
+    """A data home with tiny random 8-bit MNIST IDX files (40 train / 10 test images)."""
+    from pyro_lgm.data.mnist import write_idx
+
+    rng = np.random.default_rng(0)
+    home = tmp_path / "idx"
+    (home / "mnist").mkdir(parents=True)
+    for split, n in (("train", 40), ("t10k", 10)):
+        write_idx(
+            home / "mnist" / f"{split}-images-idx3-ubyte",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        )
+        write_idx(
+            home / "mnist" / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8)
+        )
+    return home
+
+
+_FLOW_TINY = "--hidden 4 --steps 1 --levels 2 --scales 2 --blocks 1 --batch 8".split()
+_FLOW_BUDGET = "--minutes 0.002 --curve-every 0.001 --eval-batch 5 --warmup 2".split()
+
+
+@pytest.mark.parametrize("model", ["glow", "realnvp"])
+def test_image_flows_mnist_reports_bits_per_dim_curve_and_samples(
+    model, fake_mnist_idx, tmp_path, capsys
+):
+    argv = ["mnist", "--data", str(fake_mnist_idx), "--model", model, *_FLOW_TINY, *_FLOW_BUDGET]
+    argv += ["--json", str(tmp_path / "r.json"), "--samples-png", str(tmp_path / "s.png")]
+    result = _load("image_flows").main(argv)
+    out = capsys.readouterr().out
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["test"]["images"] == 10 and math.isfinite(saved["test"]["bpd"])
+    assert saved["test"] == result["test"] and saved["steps"] >= 1
+    assert len(saved["curve"]) >= 2 and saved["curve"][0]["steps"] == 0
+    assert saved["clock"] == "cpu" and saved["device"] == "cpu" and saved["params"] > 0
+    assert f"{saved['test']['bpd']:.4f} ± " in out and "as reported | 1.0" in out
+    assert (tmp_path / "s.png").stat().st_size > 0
+    assert not list(tmp_path.glob(".image_flows-*"))  # the atomic write left no temp file
+
+
+def test_image_flows_against_normflows_on_digits(tmp_path, capsys):
+    pytest.importorskip("normflows")
+    argv = ["normflows", "--dataset", "digits", *_FLOW_TINY, *_FLOW_BUDGET, "--test-size", "10"]
+    argv += ["--curve-size", "10", "--json", str(tmp_path / "n.json")]
+    result = _load("image_flows").main(argv)
+    out = capsys.readouterr().out
+    runs = result["runs"]
+    assert set(runs) == {"ours", "normflows"}
+    for r in runs.values():
+        assert math.isfinite(r["test"]["bpd"]) and r["images_per_s"] > 0
+    ratio = runs["ours"]["images_per_s"] / runs["normflows"]["images_per_s"]
+    assert result["throughput_ratio"] == round(ratio, 2)
+    assert f"throughput ours / normflows: {ratio:.2f}x" in out
+
+
+def test_image_flows_needs_data_for_mnist(capsys):
+    with pytest.raises(SystemExit, match="--data"):
+        _load("image_flows").main(["mnist", "--data", ""])

@@ -313,3 +313,12 @@ def test_pixelcnn_tutorial_runs(capsys, tmp_path):
     out = capsys.readouterr().out
     assert 0 < nll < 200 and (tmp_path / "grid.png").exists()
     assert "completions keep the observed rows: True" in out
+
+
+def test_glow_tutorial_runs(capsys, tmp_path):
+    bpd = _run_tutorial("07_glow_digits.py", steps=3, png=str(tmp_path / "glow.png"))
+    out = capsys.readouterr().out
+    assert 0 < bpd < 12 and (tmp_path / "glow.png").exists()
+    m = re.search(r"Pyro trace log-prob (-?[\d.]+) \(direct: (-?[\d.]+)\)", out)
+    assert m.group(1) == m.group(2)
+    assert "the path starts and ends at the digits: True" in out
