@@ -315,8 +315,9 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     length.add_argument(
         "--minutes",
         type=_positive_float,
-        help="train for about this many minutes of wall time, evaluation included (the "
-        "step count is set from the speed of the first steps; with --resume: more minutes)",
+        help="train for at most this many minutes of wall time, evaluation included (the "
+        "step count is set from the speed of the first steps and the run stops early if "
+        "the time is up; with --resume: more minutes)",
     )
     train.add_argument("--batch-size", type=_positive_int, default=64, help="mini-batch size")
     train.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
@@ -757,6 +758,7 @@ def _run_train(args: argparse.Namespace) -> int:
     dev = args.device
     dims = math.prod(shape)
     n_params = sum(p.numel() for p in model.parameters())
+    started = time.perf_counter()
     if args.minutes is not None:
         torch.manual_seed(args.seed)
         steps = saved_step + _steps_for_minutes(
@@ -798,6 +800,10 @@ def _run_train(args: argparse.Namespace) -> int:
             checkpoint_every=eval_every,
             resume=args.resume,
             progress=not args.quiet,
+            # a hard cap: the step estimate above ends the run unless the machine slows down
+            time_limit=None
+            if args.minutes is None
+            else max(1.0, 60.0 * args.minutes - (time.perf_counter() - started)),
             seed=args.seed,
             device=dev,
         )

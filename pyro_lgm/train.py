@@ -693,7 +693,9 @@ class _Run:
         checkpoint_every: int | None,
         device: torch.device | None,
         proc: _Process,
+        time_limit: float | None = None,
     ) -> None:
+        self.time_limit = time_limit
         self.model, self.train_model, self.svi, self.loss_fn = model, train_model, svi, loss_fn
         self.params, self.opt, self.sched = params, opt, sched
         self.clip_grad_norm = clip_grad_norm
@@ -928,6 +930,7 @@ class _Run:
             _set_rng_state(resumed_rng)
         if self.model is not None:
             self.model.train()
+        deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
         try:
             while self.step < self.steps:
                 it, batch = self._next_batch(it)
@@ -944,8 +947,22 @@ class _Run:
                 if self.checkpoint is not None and self.checkpoint_every is not None:
                     if self.step % self.checkpoint_every == 0 and self.step < self.steps:
                         self.write_checkpoint()
+                if deadline is not None and self._time_is_up(deadline):
+                    break
         finally:
             shown.close()
+
+    def _time_is_up(self, deadline: float) -> bool:
+        """Whether ``deadline`` has passed, by rank 0's clock on every rank."""
+        up = time.monotonic() >= deadline
+        if not self.proc.distributed:
+            return up
+        import torch.distributed as dist
+
+        on = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        flag = torch.tensor([float(up)], device=on)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def finish(self) -> None:
         """The final checkpoint and evaluation.
@@ -986,6 +1003,7 @@ def fit(
     progress: bool = True,
     seed: int | None = None,
     device: str | torch.device | None = None,
+    time_limit: float | None = None,
 ) -> FitResult:
     r"""Train ``model`` on ``data`` by maximum likelihood, by the ELBO, or with Pyro's SVI.
 
@@ -1027,6 +1045,12 @@ def fit(
         seed: seeds Pyro/PyTorch/NumPy/Python RNGs (``pyro.set_rng_seed``) and the
             shuffling of tensor data; ``None`` leaves the global RNGs alone.
         device: device of the batches (default: the device of the model's parameters).
+        time_limit: seconds of wall time for the training loop (evaluations and checkpoints
+            included): the run stops after the first step that ends past it, with its final
+            checkpoint and evaluation, even if ``steps`` is not reached (``result.steps``
+            says where it stopped; ``resume=True`` later continues towards ``steps``).
+            Under ``torchrun`` rank 0's clock decides, so that every rank stops at the same
+            step.
 
     Distributed training: when launched by ``torchrun`` (``WORLD_SIZE > 1``) the model is
     wrapped in ``DistributedDataParallel`` (``"mle"`` and callable losses), tensor data is
@@ -1093,6 +1117,12 @@ def fit(
         resume=resume,
         seed=seed,
     )
+    if time_limit is not None and (
+        isinstance(time_limit, bool)
+        or not isinstance(time_limit, int | float)
+        or not 0 < time_limit < math.inf
+    ):
+        raise ValueError(f"time_limit: expected a positive number of seconds, got {time_limit!r}")
     loss_fn = None if svi is not None else _resolve_loss(loss, model)
 
     proc = _setup_process()
@@ -1146,6 +1176,7 @@ def fit(
         checkpoint_every=checkpoint_every,
         device=device,
         proc=proc,
+        time_limit=time_limit,
     )
     resumed_rng = None
     if resume and os.path.exists(checkpoint):

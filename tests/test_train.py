@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 import pyro
@@ -952,3 +953,38 @@ def test_fit_under_torchrun_two_cpu_processes_equals_one_process_at_the_global_b
     torch.testing.assert_close(
         torch.tensor(ranks[0]["eval_loss"]), torch.tensor(r.eval_loss), rtol=1e-12, atol=0
     )
+
+
+def test_time_limit_stops_the_loop_with_a_final_checkpoint_and_resume_continues(tmp_path):
+    """A run of a million steps under ``time_limit`` stops early at a step recorded in the
+    result and the checkpoint; ``resume`` carries on from that step."""
+
+    def slow(model, xb):  # a step that takes a while, so the limit is reached within a few
+        time.sleep(0.02)
+        return -model().log_prob(xb).mean()
+
+    ckpt = tmp_path / "t.pt"
+    x = _gaussian_data(64)
+    r = fit(
+        AffineFlow(),
+        x,
+        loss=slow,
+        steps=10**6,
+        time_limit=0.2,
+        checkpoint=ckpt,
+        progress=False,
+        eval_data=x,
+    )
+    assert 1 <= r.steps < 10**6 and len(r.train_loss) == r.steps
+    assert load_checkpoint(ckpt)["step"] == r.steps
+    assert r.eval_steps[-1] == r.steps  # the final evaluation ran at the stopping step
+    again = fit(
+        AffineFlow(), x, loss=slow, steps=r.steps + 2, checkpoint=ckpt, resume=True, progress=False
+    )
+    assert again.resumed_from == r.steps and again.steps == r.steps + 2
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), True, "1"])
+def test_time_limit_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="time_limit"):
+        fit(AffineFlow(), _gaussian_data(8), steps=1, time_limit=bad, progress=False)
