@@ -28,29 +28,18 @@ import torch
 from torch.distributions import ComposeTransform, Transform
 
 from pyro_lgm.models.flow import Flow
+from pyro_lgm.transforms._image import check_int
 from pyro_lgm.transforms.actnorm import ActNorm
 from pyro_lgm.transforms.conv1x1 import InvertibleConv1x1
 from pyro_lgm.transforms.elementwise import LogitPreprocess, UniformDequantize
 from pyro_lgm.transforms.image_coupling import image_additive_coupling, image_affine_coupling
-from pyro_lgm.transforms.reshape import FactorOut, Squeeze
+from pyro_lgm.transforms.reshape import FactorOut, Squeeze, _check_shape
 
 __all__ = ["ImageFlow", "glow", "realnvp_image"]
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _check_image_shape(shape: object, halvings: int, what: str) -> tuple[int, int, int]:
-    if (
-        not isinstance(shape, Sequence)
-        or len(shape) != 3
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
-    ):
-        raise ValueError(f"shape: expected (C, H, W) of positive ints, got {shape!r}")
-    c, h, w = shape
+    c, h, w = _check_shape(shape)
     k = 2**halvings
     if h % k or w % k:
         raise ValueError(
@@ -90,7 +79,7 @@ class ImageFlow(Flow):
         bits: int = 8,
         alpha: float = 0.05,
     ) -> None:
-        dequantizer = UniformDequantize(_check_int("bits", bits, 1))
+        dequantizer = UniformDequantize(check_int("bits", bits, 1))
         super().__init__(tuple(shape), [*transforms, LogitPreprocess(alpha), dequantizer])
         self.bits = bits
         self.alpha = alpha
@@ -126,7 +115,7 @@ class ImageFlow(Flow):
         Returns:
             ``(...)`` log-likelihoods in nats.
         """
-        _check_int("num_samples", num_samples, 1)
+        check_int("num_samples", num_samples, 1)
         d = self()
         logs = torch.stack([d.log_prob(self.dequantize(x, generator)) for _ in range(num_samples)])
         return torch.logsumexp(logs, 0) - math.log(num_samples)
@@ -253,9 +242,9 @@ def glow(
         >>> model().event_shape
         torch.Size([1, 8, 8])
     """
-    _check_int("levels", levels, 1)
-    _check_int("steps", steps, 1)
-    _check_int("hidden", hidden, 1)
+    check_int("levels", levels, 1)
+    check_int("steps", steps, 1)
+    check_int("hidden", hidden, 1)
     c, _, _ = _check_image_shape(shape, levels, f"glow with levels={levels} must")
     if coupling not in ("affine", "additive"):
         raise ValueError(f"coupling: expected 'affine' or 'additive', got {coupling!r}")
@@ -340,9 +329,9 @@ def realnvp_image(
         >>> model().event_shape
         torch.Size([1, 8, 8])
     """
-    _check_int("num_scales", num_scales, 1)
-    _check_int("hidden", hidden, 1)
-    _check_int("blocks", blocks, 0)
+    check_int("num_scales", num_scales, 1)
+    check_int("hidden", hidden, 1)
+    check_int("blocks", blocks, 0)
     c, _, _ = _check_image_shape(shape, num_scales - 1, f"{num_scales} scales")
 
     def make(ch: int, mask: str, invert: bool) -> Transform:

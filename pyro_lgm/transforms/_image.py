@@ -46,7 +46,7 @@ def check_image(
     return x
 
 
-def check_channels(name: str, value: object, minimum: int = 1) -> int:
+def check_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     return value

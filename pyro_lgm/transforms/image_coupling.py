@@ -35,8 +35,8 @@ from pyro_lgm.nn.resnet import GlowConvNet, ResNetConvNet
 from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._common import broadcast_shapes
 from pyro_lgm.transforms._image import (
-    check_channels,
     check_image,
+    check_int,
     flatten_batch,
 )
 
@@ -99,12 +99,22 @@ def _checker(h: int, w: int, invert: bool, like: torch.Tensor) -> torch.Tensor:
 
 
 def _build_net(
-    net: str, in_channels: int, out_channels: int, hidden: int, blocks: int, context: int
+    channels: int,
+    mask: str,
+    invert: bool,
+    params: int,
+    net: str,
+    hidden: int,
+    blocks: int,
+    context_shape: int | Sequence[int] | None = None,
 ) -> nn.Module:
+    """The conditioner of a coupling: ``params`` parameter maps per transformed channel."""
+    a, b = _parts(channels, _check_mask_kind(mask), invert)
+    context = 0 if context_shape is None else _check_context_shape(context_shape)[0]
     if net == "glow":
-        return GlowConvNet(in_channels, out_channels, hidden, context)
+        return GlowConvNet(a, params * b, hidden, context)
     if net == "resnet":
-        return ResNetConvNet(in_channels, out_channels, hidden, blocks, context)
+        return ResNetConvNet(a, params * b, hidden, blocks, context)
     raise ValueError(f"net: expected 'glow' or 'resnet', got {net!r}")
 
 
@@ -126,7 +136,7 @@ class _ImageCoupling(CachedTransform, TransformModule):
         context_kind: str | None = None,
     ) -> None:
         super().__init__(cache_size=0)
-        self.channels = check_channels("channels", channels)
+        self.channels = check_int("channels", channels)
         self.mask_kind = _check_mask_kind(mask)
         if not isinstance(invert, bool):
             raise ValueError(f"invert: expected True or False, got {invert!r}")
@@ -392,7 +402,7 @@ class _ConditionalImageCoupling(ConditionalTransformModule):
     ) -> None:
         super().__init__()
         if isinstance(context_shape, int) and not isinstance(context_shape, bool):
-            self.context_shape: tuple[int, ...] = (check_channels("context_shape", context_shape),)
+            self.context_shape: tuple[int, ...] = (check_int("context_shape", context_shape),)
         elif (
             isinstance(context_shape, Sequence)
             and len(context_shape) in (1, 3)
@@ -558,8 +568,8 @@ def image_additive_coupling(
         >>> image_additive_coupling(4, "channel", net="resnet", hidden=8).conditioner.hidden
         8
     """
-    a, b = _parts(channels, _check_mask_kind(mask), invert)
-    return ImageAdditiveCoupling(channels, mask, _build_net(net, a, b, hidden, blocks, 0), invert)
+    conditioner = _build_net(channels, mask, invert, 1, net, hidden, blocks)
+    return ImageAdditiveCoupling(channels, mask, conditioner, invert)
 
 
 def image_affine_coupling(
@@ -578,14 +588,8 @@ def image_affine_coupling(
         >>> image_affine_coupling(4, "channel", scale="sigmoid", hidden=8).scale
         'sigmoid'
     """
-    a, b = _parts(channels, _check_mask_kind(mask), invert)
-    return ImageAffineCoupling(
-        channels, mask, _build_net(net, a, 2 * b, hidden, blocks, 0), invert, scale, log_scale_bound
-    )
-
-
-def _context_channels(context_shape: int | Sequence[int]) -> int:
-    return _check_context_shape(context_shape)[0]
+    conditioner = _build_net(channels, mask, invert, 2, net, hidden, blocks)
+    return ImageAffineCoupling(channels, mask, conditioner, invert, scale, log_scale_bound)
 
 
 def conditional_image_additive_coupling(
@@ -603,10 +607,8 @@ def conditional_image_additive_coupling(
         >>> conditional_image_additive_coupling(2, 5, "channel", hidden=8).context_kind
         'vector'
     """
-    a, b = _parts(channels, _check_mask_kind(mask), invert)
-    c = _context_channels(context_shape)
-    net_ = _build_net(net, a, b, hidden, blocks, c)
-    return ConditionalImageAdditiveCoupling(channels, mask, net_, context_shape, invert)
+    conditioner = _build_net(channels, mask, invert, 1, net, hidden, blocks, context_shape)
+    return ConditionalImageAdditiveCoupling(channels, mask, conditioner, context_shape, invert)
 
 
 def conditional_image_affine_coupling(
@@ -626,9 +628,7 @@ def conditional_image_affine_coupling(
         >>> conditional_image_affine_coupling(1, (3, 8, 8), hidden=8).context_kind
         'image'
     """
-    a, b = _parts(channels, _check_mask_kind(mask), invert)
-    c = _context_channels(context_shape)
-    net_ = _build_net(net, a, 2 * b, hidden, blocks, c)
+    conditioner = _build_net(channels, mask, invert, 2, net, hidden, blocks, context_shape)
     return ConditionalImageAffineCoupling(
-        channels, mask, net_, context_shape, invert, scale, log_scale_bound
+        channels, mask, conditioner, context_shape, invert, scale, log_scale_bound
     )

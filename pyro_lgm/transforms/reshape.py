@@ -31,8 +31,8 @@ from pyro_lgm.nn.resnet import ZeroConv2d
 from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._common import broadcast_shapes
 from pyro_lgm.transforms._image import (
-    check_channels,
     check_image,
+    check_int,
     flatten_batch,
     unflatten_batch,
 )
@@ -283,7 +283,7 @@ class FactorOut(CachedTransform, TransformModule):
         log_scale_bound: float = 3.0,
     ) -> None:
         super().__init__(cache_size=0)
-        self.channels = check_channels("channels", channels, 2)
+        self.channels = check_int("channels", channels, 2)
         if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep < channels:
             raise ValueError(f"keep: expected an integer in [1, {channels - 1}], got {keep!r}")
         self.keep = keep
