@@ -294,7 +294,7 @@ def realnvp_image(
     bits: int = 8,
     alpha: float = 0.05,
     actnorm: bool = True,
-    log_scale_bound: float = 3.0,
+    log_scale_bound: float = 1.0,
 ) -> ImageFlow:
     r"""RealNVP's multi-scale image flow (Dinh et al., 2017, Sec. 3.6).
 
@@ -319,7 +319,10 @@ def realnvp_image(
         bits: bits per value of the data.
         alpha: logit preprocessing :math:`\alpha` (0.05 in the paper).
         actnorm: an ActNorm after every coupling.
-        log_scale_bound: the bound :math:`c`.
+        log_scale_bound: the bound :math:`c` (1 by default: with 3, the vector layers'
+            default, training on MNIST at Adam's 1e-3 spiked to 8e11 bits/dim within 40
+            steps - an expansion of up to :math:`e^3` per coupling compounds over a
+            scale's ten layers - while 1 trained smoothly).
 
     Returns:
         An :class:`ImageFlow`.
