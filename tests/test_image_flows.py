@@ -79,30 +79,42 @@ def test_couplings_are_the_identity_at_initialisation(mask, net):
         assert torch.equal(t.log_abs_det_jacobian(x, x), torch.zeros(3))
 
 
-def test_glow_and_realnvp_are_the_identity_before_training_up_to_actnorm_and_conv():
-    # only ActNorm (data-dependent) and the 1x1 convolutions (random rotations) act at first:
-    # the couplings and the split priors start as the identity, so the log-det of the core
-    # is the ActNorm scales' alone (a rotation has log|det| = 0)
+@pytest.mark.parametrize("build", ["glow", "realnvp"])
+def test_new_flows_are_rearrangements_and_rotations_only(build):
+    """At initialisation every coupling and split prior is the identity: with the ActNorms
+    marked initialised at the identity, a new RealNVP core is a pure rearrangement of the
+    entries (same values, log-det 0) and a new Glow core an orthogonal map (the random
+    rotations of its 1x1 convolutions: same norm, log-det 0)."""
     torch.manual_seed(0)
-    model = glow((1, 8, 8), levels=2, steps=2, hidden=8)
-    x = _ints((16, 1, 8, 8))
-    model.log_likelihood(x)  # initialises ActNorm
-    core = list(model.transforms)[:-2]
-    y = torch.randn(4, 1, 8, 8)
-    expected = torch.zeros(4)
+    if build == "glow":
+        model = glow((2, 8, 8), levels=2, steps=2, hidden=8).double()
+    else:
+        model = realnvp_image((2, 8, 8), num_scales=2, hidden=8, blocks=1).double()
     for m in model.modules():
         if isinstance(m, ActNorm):
-            expected += m.log_scale.sum() * _pixels_of(model, m)
-    got = dist.TransformedDistribution(dist.Normal(0, 1).expand([1, 8, 8]).to_event(3), core)
-    z = torch.randn(4, 1, 8, 8)
+            m.initialized.fill_(True)
+    core = list(model.transforms)[:-2]
+    z = torch.randn(4, 2, 8, 8, dtype=torch.float64)
     ldj = sum_ldj(core, z)
-    assert torch.allclose(ldj, expected.detach(), atol=1e-4)
-    assert got.log_prob(y).shape == (4,)
+    x = z
+    for t in core:
+        x = t(x)
+    # the rotations were drawn in float32: orthogonal to float32 rounding
+    tol = 1e-10 if build == "realnvp" else 1e-4
+    assert torch.allclose(ldj, torch.zeros(4, dtype=torch.float64), atol=tol)
+    flat_x, flat_z = x.flatten(1), z.flatten(1)
+    assert torch.allclose(flat_x.norm(dim=1), flat_z.norm(dim=1), rtol=tol)
+    if build == "realnvp":
+        assert torch.equal(flat_x.sort(dim=1).values, flat_z.sort(dim=1).values)
+    else:
+        assert not torch.allclose(x, z)  # the rotations do act
 
 
-def _pixels_of(model, actnorm):
-    """H*W of the scale an ActNorm acts at, read off its channel count in this Glow."""
-    return {4: 16, 8: 4}[actnorm.loc.numel()]
+def test_factor_out_prior_is_the_identity_at_initialisation():
+    t = FactorOut(4, 2, [image_affine_coupling(2, "checkerboard", hidden=4)], prior=True)
+    x = torch.randn(3, 4, 4, 4)
+    assert torch.equal(t(x), x) and torch.equal(t.inv(x), x)
+    assert torch.equal(t.log_abs_det_jacobian(x, x), torch.zeros(3))
 
 
 def sum_ldj(transforms, z):
