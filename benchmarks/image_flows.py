@@ -20,8 +20,9 @@ occur, so the figure is comparable with nothing published). The CPU-sized defaul
 ``normflows``: our Glow and normflows' Glow (``normflows.flows.GlowBlock`` steps in a
 ``normflows.MultiscaleFlow``, learned diagonal Gaussian bases as in its Glow example) of the
 same size (levels, steps per level, hidden channels, LU 1x1 convolutions, affine couplings
-with a sigmoid scale, channel splits) trained on the same data, batches and budget, one after
-the other in this process: training throughput (images per budget-second) and test bits/dim.
+with a sigmoid scale, channel splits) trained on the same data, batches and budget, with
+single steps alternating between the two in this process (so both see the same machine
+load): training throughput (images per budget-second) and test bits/dim.
 normflows is an optional benchmark dependency (``pip install normflows``).
 
     python benchmarks/image_flows.py digits --model glow --minutes 3
@@ -173,78 +174,94 @@ def summary(bpd: torch.Tensor) -> dict:
 
 
 # ----------------------------------------------------------------------------- training
-def train(model, train_x, curve_x, args, clock: Clock, log) -> tuple[list[dict], dict]:
-    """Adam with warm-up for ``args.minutes`` of budget; the curve and training totals."""
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    warm = max(1, args.warmup)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
-    budget, every = 60.0 * args.minutes, 60.0 * args.curve_every
-    next_curve = every
-    used, steps, seen = 0.0, 0, 0
-    curve: list[dict] = []
-    recent: list[float] = []
-    g = torch.Generator().manual_seed(args.seed)
-    gd = torch.Generator(device=args.device).manual_seed(args.seed + 1)
+class Trainer:
+    """Adam with linear warm-up on one model, one step at a time, counting its own budget.
 
-    def point() -> None:
+    ``step()`` trains on the next batch and adds the step's time (by ``clock``) to ``used``;
+    every ``--curve-every`` budget-minutes it records a learning-curve point (evaluation
+    excluded from the budget). Two trainers stepped alternately see the same machine load.
+    """
+
+    def __init__(self, name, model, train_x, curve_x, args, clock: Clock, log) -> None:
+        self.name, self.model, self.train_x, self.curve_x = name, model, train_x, curve_x
+        self.args, self.clock, self.log = args, clock, log
+        self.opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        warm = max(1, args.warmup)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
+        self.budget, self.every = 60.0 * args.minutes, 60.0 * args.curve_every
+        self.next_curve = self.every
+        self.used, self.steps, self.seen = 0.0, 0, 0
+        self.curve: list[dict] = []
+        self.recent: list[float] = []
+        self.g = torch.Generator().manual_seed(args.seed)
+        self.gd = torch.Generator(device=args.device).manual_seed(args.seed + 1)
+        self.batch = min(args.batch, train_x.shape[0])
+        self.order: list[torch.Tensor] = []
+        # data-dependent initialisation (ActNorm) on 256 training images, then the first point
+        with torch.no_grad():
+            init = subset(train_x, 256, seed=args.seed).to(args.device)
+            adapter(model).bits_per_dim(init, self.gd)
+        self.point()
+
+    @property
+    def done(self) -> bool:
+        return self.used >= self.budget
+
+    def point(self) -> None:
         t0 = time.perf_counter()
-        bpd = float(evaluate(model, curve_x, args).mean())
+        bpd = float(evaluate(self.model, self.curve_x, self.args).mean())
         row = {
-            "budget_min": round(used / 60, 4),
-            "steps": steps,
-            "train_bpd": round(sum(recent) / len(recent), 4) if recent else None,
+            "budget_min": round(self.used / 60, 4),
+            "steps": self.steps,
+            "train_bpd": round(sum(self.recent) / len(self.recent), 4) if self.recent else None,
             "curve_bpd": round(bpd, 4),
             "eval_s": round(time.perf_counter() - t0, 1),
         }
-        recent.clear()
-        curve.append(row)
-        log(
-            f"[{used / 60:.2f}/{args.minutes:g} budget-min] step {steps} train "
-            f"{row['train_bpd']} curve {row['curve_bpd']} bits/dim"
+        self.recent.clear()
+        self.curve.append(row)
+        self.log(
+            f"{self.name} [{self.used / 60:.2f}/{self.args.minutes:g} budget-min] step "
+            f"{self.steps} train {row['train_bpd']} curve {row['curve_bpd']} bits/dim"
         )
 
-    # data-dependent initialisation (ActNorm) on one training batch of 256 images, then
-    # the first curve point
-    with torch.no_grad():
-        init = subset(train_x, 256, seed=args.seed).to(args.device)
-        adapter(model).bits_per_dim(init, gd)
-    point()
-    n = train_x.shape[0]
-    batch = min(args.batch, n)
-    done = False
-    while not done:
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n - batch + 1, batch):
-            t0 = clock.now()
-            x = train_x[perm[i : i + batch]].to(args.device)
-            opt.zero_grad(set_to_none=True)
-            loss = adapter(model).bits_per_dim(x, gd).mean()
-            loss.backward()
-            if args.clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-            opt.step()
-            sched.step()
-            lv = float(loss.detach())
-            used += clock.now() - t0
-            steps += 1
-            seen += batch
-            recent.append(lv)
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"non-finite training loss at step {steps}")
-            if used >= budget:
-                done = True
-                break
-            if used >= next_curve:
-                point()
-                next_curve += every
-    point()
-    totals = {
-        "steps": steps,
-        "epochs": round(seen / n, 3),
-        "train_s": round(used, 2),
-        "images_per_s": round(seen / used, 1) if used > 0 else None,
-    }
-    return curve, totals
+    def _next_indices(self) -> torch.Tensor:
+        if not self.order:
+            n = self.train_x.shape[0]
+            perm = torch.randperm(n, generator=self.g)
+            self.order = list(perm[: n - n % self.batch].split(self.batch))
+        return self.order.pop(0)
+
+    def step(self) -> None:
+        idx = self._next_indices()
+        t0 = self.clock.now()
+        x = self.train_x[idx].to(self.args.device)
+        self.opt.zero_grad(set_to_none=True)
+        loss = adapter(self.model).bits_per_dim(x, self.gd).mean()
+        loss.backward()
+        if self.args.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip)
+        self.opt.step()
+        self.sched.step()
+        lv = float(loss.detach())
+        self.used += self.clock.now() - t0
+        self.steps += 1
+        self.seen += idx.numel()
+        self.recent.append(lv)
+        if not math.isfinite(lv):
+            raise FloatingPointError(f"{self.name}: non-finite training loss at step {self.steps}")
+        if self.done:
+            self.point()
+        elif self.used >= self.next_curve:
+            self.point()
+            self.next_curve += self.every
+
+    def totals(self) -> dict:
+        return {
+            "steps": self.steps,
+            "epochs": round(self.seen / self.train_x.shape[0], 3),
+            "train_s": round(self.used, 2),
+            "images_per_s": round(self.seen / self.used, 1) if self.used > 0 else None,
+        }
 
 
 def num_params(model: torch.nn.Module) -> int:
@@ -259,18 +276,31 @@ def write_json(path: str, result: dict) -> None:
     os.replace(tmp, path)
 
 
-def run_one(name: str, model: torch.nn.Module, data: dict, args, clock, log) -> dict:
-    torch.manual_seed(args.seed)
-    model = model.to(args.device)
+def train_side_by_side(models: dict, data: dict, args, clock, log) -> dict:
+    """Train every model for the budget, alternating single steps between them (so that all
+    see the same machine load), then evaluate each on the test images."""
     curve_x = subset(data["test"], args.curve_size)
-    curve, totals = train(model, data["train"], curve_x, args, clock, log)
-    test = summary(evaluate(model, subset(data["test"], args.test_size), args))
-    log(
-        f"{name}: test {test['bpd']:.4f} ± {test['bpd_se']:.4f} bits/dim over "
-        f"{test['images']} images; {totals['steps']} steps, {totals['images_per_s']} "
-        f"images per budget-second; {num_params(model)} parameters"
-    )
-    return {"test": test, "curve": curve, **totals, "params": num_params(model), "model": model}
+    trainers = []
+    for name, model in models.items():
+        torch.manual_seed(args.seed)
+        trainers.append(
+            Trainer(name, model.to(args.device), data["train"], curve_x, args, clock, log)
+        )
+    while not all(t.done for t in trainers):
+        for t in trainers:
+            if not t.done:
+                t.step()
+    runs = {}
+    for t in trainers:
+        test = summary(evaluate(t.model, subset(data["test"], args.test_size), args))
+        totals = t.totals()
+        log(
+            f"{t.name}: test {test['bpd']:.4f} ± {test['bpd_se']:.4f} bits/dim over "
+            f"{test['images']} images; {totals['steps']} steps, {totals['images_per_s']} "
+            f"images per budget-second; {num_params(t.model)} parameters"
+        )
+        runs[t.name] = {"test": test, "curve": t.curve, **totals, "params": num_params(t.model)}
+    return runs
 
 
 # ----------------------------------------------------------------------------- commands
@@ -347,15 +377,11 @@ def main(argv: list[str] | None = None) -> dict:
             import normflows  # noqa: F401
         except ImportError:
             raise SystemExit("normflows is not installed: pip install normflows") from None
-        runs = {}
-        for name in ("ours", "normflows"):
-            torch.manual_seed(args.seed)
-            if name == "ours":
-                m = build_ours("glow", args, data["shape"])
-            else:
-                m = NormflowsGlow(data["shape"], args.levels, args.steps, args.hidden)
-            runs[name] = run_one(name, m, data, args, clock, log)
-            runs[name].pop("model")
+        torch.manual_seed(args.seed)
+        ours = build_ours("glow", args, data["shape"])
+        torch.manual_seed(args.seed)
+        theirs = NormflowsGlow(data["shape"], args.levels, args.steps, args.hidden)
+        runs = train_side_by_side({"ours": ours, "normflows": theirs}, data, args, clock, log)
         ratio = runs["ours"]["images_per_s"] / runs["normflows"]["images_per_s"]
         result.update(runs=runs, throughput_ratio=round(ratio, 2))
         o, n = runs["ours"]["test"], runs["normflows"]["test"]
@@ -373,8 +399,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     else:
         model = build_ours(args.model, args, data["shape"])
-        run = run_one(args.model, model, data, args, clock, log)
-        model = run.pop("model")
+        run = train_side_by_side({args.model: model}, data, args, clock, log)[args.model]
         result.update(model=args.model, **run)
         if dataset == "mnist":
             label, anchor = ANCHORS[args.model]
