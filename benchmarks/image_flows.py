@@ -273,6 +273,7 @@ def write_json(path: str, result: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".image_flows-", dir=d)
     with os.fdopen(fd, "w") as f:
         json.dump(result, f, indent=1)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make a results file private
     os.replace(tmp, path)
 
 
