@@ -7,6 +7,7 @@ import math
 import torch
 
 from pyro_lgm.errors import check_finite
+from pyro_lgm.transforms.coupling import _check_float_like
 
 
 def check_image(
@@ -28,15 +29,7 @@ def check_image(
         raise ValueError(f"{name}: expected a tensor of shape (..., {c}, H, W), got {type(x)}")
     if x.dim() < 3 or (channels is not None and x.shape[-3] != channels):
         raise ValueError(f"{name}: expected shape (..., {c}, H, W), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    if ref is not None:
-        if x.dtype != ref.dtype:
-            raise ValueError(f"{name}: expected dtype {ref.dtype} (the transform's), got {x.dtype}")
-        if x.device != ref.device:
-            raise ValueError(
-                f"{name}: expected device {ref.device} (the transform's), got {x.device}"
-            )
+    _check_float_like(name, x, ref)
     if even and (x.shape[-1] % 2 or x.shape[-2] % 2):
         raise ValueError(
             f"{name}: expected even height and width to squeeze 2x2 blocks, got shape "

@@ -54,6 +54,12 @@ def _check_input(
     if x.dim() < -dim or x.shape[dim] != size:
         expected = "(..., " + ", ".join([str(size)] + ["*"] * (-dim - 1)) + ")"
         raise ValueError(f"{name}: expected shape {expected}, got {tuple(x.shape)}")
+    _check_float_like(name, x, ref)
+    check_finite(name, x)
+
+
+def _check_float_like(name: str, x: torch.Tensor, ref: torch.Tensor | None) -> None:
+    """A floating-point ``x`` with the dtype and device of ``ref`` (when given)."""
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
     if ref is not None:
@@ -63,7 +69,6 @@ def _check_input(
             raise ValueError(
                 f"{name}: expected device {ref.device} (the transform's), got {x.device}"
             )
-    check_finite(name, x)
 
 
 def _batch_of(*tensors: torch.Tensor) -> torch.Size:
