@@ -28,6 +28,7 @@ from torch.distributions import constraints
 
 from pyro_lgm.errors import check_finite
 from pyro_lgm.transforms._cached import CachedTransform
+from pyro_lgm.transforms._common import broadcast_shapes
 from pyro_lgm.transforms.coupling import _batch_of, _check_input
 
 __all__ = ["ActNorm", "actnorm"]
@@ -161,7 +162,7 @@ class ActNorm(CachedTransform, TransformModule):
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.domain.event_dim == 1:
             return self.log_scale.sum().expand(_batch_of(x, y))
-        batch = torch.broadcast_shapes(x.shape[:-3], y.shape[:-3])
+        batch = broadcast_shapes(x.shape[:-3], y.shape[:-3])
         pixels = x.shape[-2] * x.shape[-1]
         return (pixels * self.log_scale.sum()).expand(batch)
 

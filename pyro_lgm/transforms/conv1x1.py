@@ -137,13 +137,11 @@ class InvertibleConv1x1(CachedTransform, TransformModule):
         0.28 ms for 16x4x4 images, 0.67 against 0.51 ms for 4x14x14), and 64 stacked
         float32 layers still round trip within 1e-4 relative (tests/test_conv1x1.py).
         """
-        eye = torch.eye(self.channels, dtype=self._ref().dtype, device=self._ref().device)
         if not self.lu:
-            lu, pivots = torch.linalg.lu_factor(self.weight)
-            return torch.linalg.lu_solve(lu, pivots, eye)
+            return torch.linalg.inv(self.weight)  # by LU factorization
         lower, upper = self._factors()
-        lower_inv = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
-        upper_inv = torch.linalg.solve_triangular(upper, eye, upper=True)
+        lower_inv = torch.linalg.solve_triangular(lower, self.eye, upper=False, unitriangular=True)
+        upper_inv = torch.linalg.solve_triangular(upper, self.eye, upper=True)
         return upper_inv @ lower_inv @ self.perm.T
 
     def log_abs_det_weight(self) -> torch.Tensor:

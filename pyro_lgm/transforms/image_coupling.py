@@ -21,6 +21,7 @@ data to base, and ``log_abs_det_jacobian`` is that of the call, :math:`-\sum_B \
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -90,12 +91,17 @@ def _check_context_shape(context_shape: object) -> tuple[int, ...]:
     )
 
 
-def _checker(h: int, w: int, invert: bool, like: torch.Tensor) -> torch.Tensor:
-    """``(1, H, W)`` float mask, 1 on the conditioning squares."""
-    i = torch.arange(h, device=like.device).unsqueeze(-1)
-    j = torch.arange(w, device=like.device)
+@functools.lru_cache(maxsize=64)
+def _checker(
+    h: int, w: int, invert: bool, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """``(1, H, W)`` float mask, 1 on the conditioning squares: a pure function of its
+    arguments, built once per image size, dtype and device rather than at every call (the
+    tensor is only read, never written)."""
+    i = torch.arange(h, device=device).unsqueeze(-1)
+    j = torch.arange(w, device=device)
     m = (i + j) % 2 == (1 if invert else 0)
-    return m.to(like.dtype).unsqueeze(0)
+    return m.to(dtype).unsqueeze(0)
 
 
 def _build_net(
@@ -142,6 +148,10 @@ class _ImageCoupling(CachedTransform, TransformModule):
             raise ValueError(f"invert: expected True or False, got {invert!r}")
         self.invert = invert
         self.in_channels, self.out_part = _parts(channels, mask, invert)
+        # channel mask: the conditioning part A and the transformed part B, as slices
+        split = channels - self.in_channels if invert else self.in_channels
+        self._a = slice(split, None) if invert else slice(None, split)
+        self._b = slice(None, split) if invert else slice(split, None)
         if not isinstance(conditioner, nn.Module):
             raise ValueError(f"conditioner: expected an nn.Module, got {conditioner!r}")
         want_in, want_out = self.in_channels, self._params * self.out_part
@@ -169,11 +179,10 @@ class _ImageCoupling(CachedTransform, TransformModule):
     def _params_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Conditioner output ``(..., k * |B|, H, W)`` and, for a checkerboard, the mask."""
         if self.mask_kind == "channel":
-            a = x[..., self.channels - self.in_channels :, :, :] if self.invert else None
-            x_a = a if a is not None else x[..., : self.in_channels, :, :]
+            x_a = x[..., self._a, :, :]
             m = None
         else:
-            m = _checker(x.shape[-2], x.shape[-1], self.invert, x)
+            m = _checker(x.shape[-2], x.shape[-1], self.invert, x.dtype, x.device)
             x_a = x * m
         ctx = self._context
         if ctx is not None:
@@ -207,17 +216,11 @@ class _ImageCoupling(CachedTransform, TransformModule):
         new_b = new_b.expand(*batch, *new_b.shape[-3:])
         if m is not None:
             return torch.where(m.bool(), x, new_b)
-        a = self.in_channels
-        if self.invert:
-            return torch.cat([new_b, x[..., self.channels - a :, :, :]], dim=-3)
-        return torch.cat([x[..., :a, :, :], new_b], dim=-3)
+        parts = [x[..., self._a, :, :], new_b]
+        return torch.cat(parts[::-1] if self.invert else parts, dim=-3)
 
     def _part_b(self, x: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
-        if m is not None:
-            return x
-        if self.invert:
-            return x[..., : self.out_part, :, :]
-        return x[..., self.in_channels :, :, :]
+        return x if m is not None else x[..., self._b, :, :]
 
     def _check(self, name: str, x: object) -> torch.Tensor:
         return check_image(name, x, self.channels, self._ref())
