@@ -3,6 +3,7 @@
 from pyro_lgm.models.autoregressive import iaf, maf
 from pyro_lgm.models.coupling import nice, realnvp
 from pyro_lgm.models.flow import ConditionalNormal, Flow
+from pyro_lgm.models.flowpp import flowpp
 from pyro_lgm.models.glow import ImageFlow, glow, realnvp_image
 from pyro_lgm.models.made import MADE
 from pyro_lgm.models.nade import NADE, RNADE, DeepNADE
@@ -22,3 +23,4 @@ __all__ += ["iaf", "maf"]
 __all__ += ["VAE"]
 __all__ += ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]
 __all__ += ["ImageFlow", "glow", "realnvp_image"]
+__all__ += ["flowpp"]

@@ -38,6 +38,18 @@ from pyro_lgm.transforms.image_coupling import (
     image_additive_coupling,
     image_affine_coupling,
 )
+from pyro_lgm.transforms.mixture_cdf import (
+    ConditionalImageMixtureLogisticCoupling,
+    ConditionalMixtureLogisticCoupling,
+    ImageMixtureLogisticCoupling,
+    MixtureLogisticCDF,
+    MixtureLogisticCoupling,
+    conditional_image_mixture_logistic_coupling,
+    conditional_mixture_logistic_coupling,
+    image_mixture_logistic_coupling,
+    mixture_cdf_solve,
+    mixture_logistic_coupling,
+)
 from pyro_lgm.transforms.permute import Permute, Reverse, permute, reverse
 from pyro_lgm.transforms.planar import (
     ConditionalPlanar,
@@ -126,4 +138,17 @@ __all__ += [
     "invertible_conv1x1",
     "logit_preprocess",
     "uniform_dequantize",
+]
+# mixture_cdf.py (Flow++)
+__all__ += [
+    "ConditionalImageMixtureLogisticCoupling",
+    "ConditionalMixtureLogisticCoupling",
+    "ImageMixtureLogisticCoupling",
+    "MixtureLogisticCDF",
+    "MixtureLogisticCoupling",
+    "conditional_image_mixture_logistic_coupling",
+    "conditional_mixture_logistic_coupling",
+    "image_mixture_logistic_coupling",
+    "mixture_cdf_solve",
+    "mixture_logistic_coupling",
 ]

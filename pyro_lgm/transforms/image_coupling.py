@@ -140,8 +140,9 @@ class _ImageCoupling(CachedTransform, TransformModule):
         invert: bool = False,
         context: torch.Tensor | None = None,
         context_kind: str | None = None,
+        cache_size: int = 0,
     ) -> None:
-        super().__init__(cache_size=0)
+        super().__init__(cache_size=cache_size)
         self.channels = check_int("channels", channels)
         self.mask_kind = _check_mask_kind(mask)
         if not isinstance(invert, bool):
