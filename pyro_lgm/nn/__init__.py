@@ -1,5 +1,6 @@
 """pyro_lgm.nn."""
 
+from pyro_lgm.nn.attention import AttentionConvNet
 from pyro_lgm.nn.causal import MaskedConv2d
 from pyro_lgm.nn.dense import DenseNN
 from pyro_lgm.nn.masked import MADE, MaskedLinear
@@ -10,6 +11,7 @@ from pyro_lgm.nn.resnet import GlowConvNet, ResNetConvNet, ZeroConv2d
 from pyro_lgm.nn.vae import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
 
 __all__: list[str] = [
+    "AttentionConvNet",
     "DeepNADE",
     "DenseNN",
     "GatedPixelCNN",

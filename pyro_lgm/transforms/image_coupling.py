@@ -32,6 +32,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyro_lgm.errors import check_finite
+from pyro_lgm.nn.attention import AttentionConvNet
 from pyro_lgm.nn.resnet import GlowConvNet, ResNetConvNet
 from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._common import broadcast_shapes
@@ -121,7 +122,10 @@ def _build_net(
         return GlowConvNet(a, params * b, hidden, context)
     if net == "resnet":
         return ResNetConvNet(a, params * b, hidden, blocks, context)
-    raise ValueError(f"net: expected 'glow' or 'resnet', got {net!r}")
+    if net == "attention":
+        heads = 4 if hidden % 4 == 0 else 1
+        return AttentionConvNet(a, params * b, hidden, blocks, heads, context_channels=context)
+    raise ValueError(f"net: expected 'glow', 'resnet' or 'attention', got {net!r}")
 
 
 class _ImageCoupling(CachedTransform, TransformModule):

@@ -107,8 +107,8 @@ def _make_image(conditional: bool, inverse: bool):
         c, h, w = shape = draw_shape(draw)
         mask = draw(st.sampled_from(["checkerboard", "channel"] if c >= 2 else ["checkerboard"]))
         invert = draw(st.booleans(), label="invert")
-        net = draw(st.sampled_from(["glow", "resnet"]), label="net")
-        hidden = draw(st.integers(4, 8), label="hidden")
+        net = draw(st.sampled_from(["glow", "resnet", "attention"]), label="net")
+        hidden = draw(st.sampled_from([4, 8]), label="hidden")
         k = draw(st.integers(1, 4), label="K")
         x = draw_images(draw, shape, dtype, device)
         if conditional:
@@ -205,9 +205,11 @@ TRANSFORM_CASES = [
         context_checks=[
             ContextCheck(
                 "conditional-image-mixture-coupling",
+                # condition() returns an ImageMixtureLogisticCoupling holding the context
                 (
                     ConditionalImageMixtureLogisticCoupling,
                     conditional_image_mixture_logistic_coupling,
+                    ImageMixtureLogisticCoupling,
                 ),
                 _context_check(_conditional_image),
                 max_examples=3,
