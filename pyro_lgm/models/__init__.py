@@ -8,6 +8,7 @@ from pyro_lgm.models.glow import ImageFlow, glow, realnvp_image
 from pyro_lgm.models.made import MADE
 from pyro_lgm.models.nade import NADE, RNADE, DeepNADE
 from pyro_lgm.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNPP
+from pyro_lgm.models.spline import nsf
 from pyro_lgm.models.stacks import (
     conditional_planar_flow,
     conditional_radial_flow,
@@ -24,3 +25,4 @@ __all__ += ["VAE"]
 __all__ += ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]
 __all__ += ["ImageFlow", "glow", "realnvp_image"]
 __all__ += ["flowpp"]
+__all__ += ["nsf"]

@@ -73,6 +73,13 @@ from pyro_lgm.transforms.reshape import (
     factor_out,
     squeeze,
 )
+from pyro_lgm.transforms.spline import (
+    ConditionalSplineCoupling,
+    RationalQuadraticSpline,
+    SplineCoupling,
+    conditional_spline_coupling,
+    spline_coupling,
+)
 
 __all__: list[str] = [
     "invalidate_caches",
@@ -151,4 +158,12 @@ __all__ += [
     "image_mixture_logistic_coupling",
     "mixture_cdf_solve",
     "mixture_logistic_coupling",
+]
+# spline.py (Durkan et al., 2019)
+__all__ += [
+    "ConditionalSplineCoupling",
+    "RationalQuadraticSpline",
+    "SplineCoupling",
+    "conditional_spline_coupling",
+    "spline_coupling",
 ]
