@@ -2,6 +2,13 @@
 
 from pyro_lgm.models.autoregressive import iaf, maf
 from pyro_lgm.models.coupling import nice, realnvp
+from pyro_lgm.models.dequantization import (
+    DEQUANTIZER_COUPLINGS,
+    Dequantizer,
+    UniformDequantizer,
+    VariationalDequantization,
+    variational_dequantizer,
+)
 from pyro_lgm.models.flow import ConditionalNormal, Flow
 from pyro_lgm.models.flowpp import flowpp
 from pyro_lgm.models.glow import ImageFlow, glow, realnvp_image
@@ -26,3 +33,10 @@ __all__ += ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]
 __all__ += ["ImageFlow", "glow", "realnvp_image"]
 __all__ += ["flowpp"]
 __all__ += ["nsf"]
+__all__ += [
+    "DEQUANTIZER_COUPLINGS",
+    "Dequantizer",
+    "UniformDequantizer",
+    "VariationalDequantization",
+    "variational_dequantizer",
+]

@@ -63,6 +63,7 @@ from pyro_lgm.metrics import nats_to_bits_per_dim
 from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._image import check_int
 from pyro_lgm.transforms.image_coupling import conditional_image_affine_coupling
+from pyro_lgm.transforms.mixture_cdf import conditional_image_mixture_logistic_coupling
 from pyro_lgm.transforms.reshape import _check_shape
 
 __all__ = [
@@ -350,7 +351,24 @@ def _affine(
 #: called as ``builder(channels, context_shape, mask, invert, hidden, **coupling_options)``
 #: (``mask`` ``"checkerboard"`` or ``"channel"``, ``context_shape`` ``(C_c, H, W)``) and
 #: returns a conditional transform whose ``condition(context_map)`` gives the layer.
-DEQUANTIZER_COUPLINGS: dict[str, Callable[..., object]] = {"affine": _affine}
+def _mixture(
+    channels: int,
+    context_shape: tuple[int, int, int],
+    mask: str,
+    invert: bool,
+    hidden: int,
+    **options: object,
+) -> Transform:
+    return conditional_image_mixture_logistic_coupling(
+        channels, context_shape, mask, invert, hidden=hidden, **options
+    )
+
+
+DEQUANTIZER_COUPLINGS: dict[str, Callable[..., object]] = {"affine": _affine, "mixture": _mixture}
+
+# The direction each coupling samples in by default: a mixture coupling's closed-form
+# direction is its inverse (its call runs a root finder), so the dequantizer uses ``.inv``.
+_SAMPLE_THROUGH_INVERSE = {"affine": False, "mixture": True}
 
 
 def _context_net(channels: int, hidden: int, out: int, layers: int) -> nn.Sequential:
@@ -372,7 +390,7 @@ def variational_dequantizer(
     coupling: str = "affine",
     context_channels: int = 8,
     context_layers: int = 2,
-    inverse: bool = False,
+    inverse: bool | None = None,
     base: str = "normal",
     **coupling_options: object,
 ) -> Dequantizer:
@@ -398,15 +416,19 @@ def variational_dequantizer(
         bits: bits per value of the data.
         steps: number of couplings ``K``.
         hidden: channels of the context net and of each coupling's conditioner.
-        coupling: a key of :data:`DEQUANTIZER_COUPLINGS` (``"affine"``).
+        coupling: a key of :data:`DEQUANTIZER_COUPLINGS`: ``"affine"``
+            (:func:`~pyro_lgm.transforms.conditional_image_affine_coupling`) or ``"mixture"``
+            (Flow++'s, :func:`~pyro_lgm.transforms.conditional_image_mixture_logistic_coupling`).
         context_channels: ``C_c``, channels of the context maps.
         context_layers: hidden convolutions of the context net.
-        inverse: sample through the couplings' inverses (see :class:`Dequantizer`).
+        inverse: sample through the couplings' inverses (see :class:`Dequantizer`); by
+            default ``True`` for ``"mixture"`` (whose inverse is the closed-form direction)
+            and ``False`` for ``"affine"``.
         base: ``"normal"`` (Flow++) or ``"logistic"`` (starts as uniform dequantization;
             see :class:`Dequantizer`).
         coupling_options: passed to the coupling builder (for ``"affine"``: ``net``,
-            ``blocks``, ``scale``, ``log_scale_bound`` of
-            :func:`~pyro_lgm.transforms.conditional_image_affine_coupling`).
+            ``blocks``, ``scale``, ``log_scale_bound``; for ``"mixture"``:
+            ``num_components``, ``net``, ``blocks``, ``log_scale_bound``).
 
     Returns:
         A :class:`Dequantizer`.
@@ -438,6 +460,8 @@ def variational_dequantizer(
         )
         seen[mask] += 1
     net = _context_net(c, hidden, context_channels, context_layers)
+    if inverse is None:
+        inverse = _SAMPLE_THROUGH_INVERSE.get(coupling, False)
     return Dequantizer((c, h, w), transforms, net, bits=bits, inverse=inverse, base=base)
 
 
