@@ -24,10 +24,11 @@ Two sections (``--sections``), every figure measured in this run.
              digits as 8-bit images, bundled) or ``--data mnist`` (``--data-dir``, e.g.
              ``../shared/data``), or ``cifar10`` (GPU-sized).
 
-    python benchmarks/flowpp.py --sections toy                      # 4 targets x 4 flows, 120 CPU-s each
+    python benchmarks/flowpp.py --sections toy       # 4 targets x 4 flows, 120 CPU-s each
     python benchmarks/flowpp.py --sections toy --targets checkerboard --budget 30
     python benchmarks/flowpp.py --sections dequant --data digits --minutes 4
-    python benchmarks/flowpp.py --sections dequant --data mnist --data-dir ../shared/data --minutes 12
+    python benchmarks/flowpp.py --sections dequant --data mnist --data-dir ../shared/data \\
+        --net resnet --minutes 12
     python benchmarks/flowpp.py --sections dequant --data cifar10 --data-dir ../shared/data \\
         --device cuda --minutes 3 --net attention --hidden 64   # under 8 minutes on one GPU
 """
@@ -133,8 +134,15 @@ def run_toy(args) -> list[dict]:
                 log_q = torch.cat([q.log_prob(c) for c in x_dev.split(8192)]).double().cpu()
             diff = log_p - log_q
             kl, se = diff.mean().item(), diff.std().item() / math.sqrt(len(diff))
-            row = dict(target=target_name, flow=name, desc=f"{desc}, lr {lr:g}",
-                       params=num_params(flow), kl=kl, se=se, **info)  # fmt: skip
+            row = dict(
+                target=target_name,
+                flow=name,
+                desc=f"{desc}, lr {lr:g}",
+                params=num_params(flow),
+                kl=kl,
+                se=se,
+                **info,
+            )
             rows.append(row)
             print(
                 f"toy  {target_name:12s} {name:8s} KL = {kl:.4f} +- {se:.4f} nats  "
@@ -155,13 +163,26 @@ def _load(args):
 
 def _build(args, shape, kind):
     torch.manual_seed(args.seed)
-    flow = flowpp(shape, num_components=args.components, hidden=args.hidden, net=args.net,
-                  blocks=args.blocks, num_scales=args.scales)  # fmt: skip
+    flow = flowpp(
+        shape,
+        num_components=args.components,
+        hidden=args.hidden,
+        net=args.net,
+        blocks=args.blocks,
+        num_scales=args.scales,
+    )
     if kind == "uniform":
         deq = UniformDequantizer(shape, bits=8)
     else:
-        deq = variational_dequantizer(shape, bits=8, steps=4, hidden=args.deq_hidden,
-                                      coupling="mixture", num_components=4, net="glow")  # fmt: skip
+        deq = variational_dequantizer(
+            shape,
+            bits=8,
+            steps=4,
+            hidden=args.deq_hidden,
+            coupling="mixture",
+            num_components=4,
+            net="glow",
+        )
     return VariationalDequantization(flow, deq, name=f"deq-{kind}").to(args.device)
 
 
@@ -189,8 +210,9 @@ def run_dequant(args) -> list[dict]:
         # ActNorm's data-dependent initialisation, on one batch of uniformly dequantized data
         with torch.no_grad():
             vd.flow.log_likelihood(train[: args.batch_size].to(args.device))
-        svi = pyro.infer.SVI(vd.model, vd.guide, pyro.optim.Adam({"lr": args.lr}),
-                             pyro.infer.Trace_ELBO())  # fmt: skip
+        svi = pyro.infer.SVI(
+            vd.model, vd.guide, pyro.optim.Adam({"lr": args.lr}), pyro.infer.Trace_ELBO()
+        )
         g = torch.Generator().manual_seed(args.seed)
         spent, steps, curve = 0.0, 0, []
         budget = 60 * args.minutes
@@ -209,17 +231,32 @@ def run_dequant(args) -> list[dict]:
             if spent >= next_curve:
                 bpd, se = _evaluate(vd, test[: args.curve_size], args, 1)
                 curve.append(dict(minutes=spent / 60, steps=steps, bpd=bpd))
-                print(f"dequant {kind:11s} {spent / 60:6.1f} min  step {steps:6d}  "
-                      f"test bits/dim (bound, {args.curve_size} images) {bpd:.4f}", flush=True)  # fmt: skip
+                print(
+                    f"dequant {kind:11s} {spent / 60:6.1f} min  step {steps:6d}  "
+                    f"test bits/dim (bound, {args.curve_size} images) {bpd:.4f}",
+                    flush=True,
+                )
                 next_curve += 60 * args.curve_every
         elbo, elbo_se = _evaluate(vd, test, args, 1)
         iw, iw_se = _evaluate(vd, test, args, args.iw_samples)
-        row = dict(kind=kind, steps=steps, minutes=spent / 60, params=num_params(vd),
-                   elbo_bpd=elbo, elbo_se=elbo_se, iw_bpd=iw, iw_se=iw_se, curve=curve)  # fmt: skip
+        row = dict(
+            kind=kind,
+            steps=steps,
+            minutes=spent / 60,
+            params=num_params(vd),
+            elbo_bpd=elbo,
+            elbo_se=elbo_se,
+            iw_bpd=iw,
+            iw_se=iw_se,
+            curve=curve,
+        )
         rows.append(row)
-        print(f"dequant {kind:11s} test bits/dim: variational bound {elbo:.4f} +- {elbo_se:.4f}, "
-              f"IW bound (S={args.iw_samples}) {iw:.4f} +- {iw_se:.4f}  steps={steps} "
-              f"params={row['params']}", flush=True)  # fmt: skip
+        print(
+            f"dequant {kind:11s} test bits/dim: variational bound {elbo:.4f} +- {elbo_se:.4f}, "
+            f"IW bound (S={args.iw_samples}) {iw:.4f} +- {iw_se:.4f}  steps={steps} "
+            f"params={row['params']}",
+            flush=True,
+        )
     return rows
 
 
@@ -232,17 +269,23 @@ def report(args, toy, deq) -> None:
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in toy:
             ok = "yes" if r["kl"] <= KL_TARGET else "no"
-            print(f"| {r['target']} | {r['flow']} | {r['desc']} | {r['params']} | {r['steps']} "
-                  f"| {r['kl']:.4f} | {r['se']:.4f} | {ok} |")  # fmt: skip
+            print(
+                f"| {r['target']} | {r['flow']} | {r['desc']} | {r['params']} | {r['steps']} "
+                f"| {r['kl']:.4f} | {r['se']:.4f} | {ok} |"
+            )
     if deq:
-        print(f"\n## {args.data}: test bits/dim, uniform vs variational dequantization, "
-              f"{args.minutes:g} {args.clock}-minutes each\n")  # fmt: skip
+        print(
+            f"\n## {args.data}: test bits/dim, uniform vs variational dequantization, "
+            f"{args.minutes:g} {args.clock}-minutes each\n"
+        )
         print("| dequantization | steps | params | variational bound | IW bound (S) |")
         print("| --- | --- | --- | --- | --- |")
         for r in deq:
-            print(f"| {r['kind']} | {r['steps']} | {r['params']} | {r['elbo_bpd']:.4f} ± "
-                  f"{r['elbo_se']:.4f} | {r['iw_bpd']:.4f} ± {r['iw_se']:.4f} "
-                  f"({args.iw_samples}) |")  # fmt: skip
+            print(
+                f"| {r['kind']} | {r['steps']} | {r['params']} | {r['elbo_bpd']:.4f} ± "
+                f"{r['elbo_se']:.4f} | {r['iw_bpd']:.4f} ± {r['iw_se']:.4f} "
+                f"({args.iw_samples}) |"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(dict(toy=toy, dequant=deq), indent=1))
 
@@ -250,18 +293,27 @@ def report(args, toy, deq) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sections", nargs="+", choices=["toy", "dequant"], default=["toy"])
-    p.add_argument("--targets", nargs="+", choices=sorted(TARGETS),
-                   default=["moons", "8gaussians", "rings", "checkerboard"])  # fmt: skip
-    p.add_argument("--flows", nargs="+", choices=sorted(TOY_FLOWS),
-                   default=["flowpp", "nsf", "maf", "zuko-nsf"])  # fmt: skip
+    p.add_argument(
+        "--targets",
+        nargs="+",
+        choices=sorted(TARGETS),
+        default=["moons", "8gaussians", "rings", "checkerboard"],
+    )
+    p.add_argument(
+        "--flows",
+        nargs="+",
+        choices=sorted(TOY_FLOWS),
+        default=["flowpp", "nsf", "maf", "zuko-nsf"],
+    )
     p.add_argument("--budget", type=float, default=120.0, help="seconds per flow and target")
     p.add_argument("--chunk", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=None, help="toy 256, dequant 32")
     p.add_argument("--eval-size", type=int, default=50_000)
     p.add_argument("--data", choices=["digits", "mnist", "cifar10"], default="digits")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--kinds", nargs="+", choices=["uniform", "variational"],
-                   default=["uniform", "variational"])  # fmt: skip
+    p.add_argument(
+        "--kinds", nargs="+", choices=["uniform", "variational"], default=["uniform", "variational"]
+    )
     p.add_argument("--minutes", type=float, default=4.0, help="training minutes per run")
     p.add_argument("--curve-every", type=float, default=1.0, help="minutes between curve points")
     p.add_argument("--curve-size", type=int, default=500)

@@ -646,3 +646,56 @@ def test_image_flows_against_normflows_on_digits(tmp_path, capsys):
 def test_image_flows_needs_data_for_mnist(capsys):
     with pytest.raises(SystemExit, match="--data"):
         _load("image_flows").main(["mnist", "--data", ""])
+
+
+# ------------------------------------------------------------------------------ flowpp.py
+def test_flowpp_toy_prints_the_kl_table(tmp_path, capsys):
+    flows = ["flowpp", "nsf", "maf"]
+    argv = ["--sections", "toy", "--targets", "checkerboard", "--flows", *flows]
+    argv += ["--budget", "0.3", "--chunk", "2", "--eval-size", "500", "--batch-size", "64"]
+    argv += ["--json", str(tmp_path / "t.json")]
+    assert _load("flowpp").main(argv) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "t.json").read_text())["toy"]
+    assert [r["flow"] for r in rows] == flows
+    for r in rows:
+        assert math.isfinite(r["kl"]) and r["steps"] >= 2
+        assert f"| checkerboard | {r['flow']} |" in out and f"{r['kl']:.4f}" in out
+
+
+def test_flowpp_toy_runs_zuko_side_by_side_and_keeps_validation(tmp_path, capsys):
+    pytest.importorskip("zuko")
+    flag = torch.distributions.Distribution._validate_args
+    argv = ["--sections", "toy", "--targets", "moons", "--flows", "zuko-nsf", "--budget", "0.2"]
+    argv += ["--chunk", "2", "--eval-size", "200", "--batch-size", "32"]
+    assert _load("flowpp").main(argv) == 0
+    assert "| moons | zuko-nsf |" in capsys.readouterr().out
+    assert torch.distributions.Distribution._validate_args == flag  # zuko's import undone
+
+
+def test_flowpp_dequant_reports_both_bounds(tmp_path, capsys):
+    argv = ["--sections", "dequant", "--data", "digits", "--minutes", "0.01", "--hidden", "4"]
+    argv += ["--components", "2", "--deq-hidden", "4", "--net", "glow", "--batch-size", "8"]
+    argv += [
+        "--curve-every",
+        "0.005",
+        "--curve-size",
+        "8",
+        "--test-size",
+        "10",
+        "--iw-samples",
+        "3",
+    ]
+    argv += ["--json", str(tmp_path / "d.json")]
+    assert _load("flowpp").main(argv) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "d.json").read_text())["dequant"]
+    assert [r["kind"] for r in rows] == ["uniform", "variational"]
+    for r in rows:
+        assert math.isfinite(r["elbo_bpd"]) and math.isfinite(r["iw_bpd"]) and r["curve"]
+        assert f"{r['elbo_bpd']:.4f} ± " in out and "(3) |" in out
+
+
+def test_flowpp_needs_data_dir_for_mnist():
+    with pytest.raises(SystemExit):
+        _load("flowpp").main(["--sections", "dequant", "--data", "mnist"])

@@ -315,6 +315,13 @@ def test_pixelcnn_tutorial_runs(capsys, tmp_path):
     assert "completions keep the observed rows: True" in out
 
 
+def test_flowpp_tutorial_runs(capsys):
+    kl, elbo, iw = _run_tutorial("08_flowpp.py", steps_2d=3, steps_digits=2)
+    out = capsys.readouterr().out
+    assert "checkerboard: 3 steps" in out and "importance-weighted (S=16)" in out
+    assert math.isfinite(kl) and 0 < iw < 16 and 0 < elbo < 16
+
+
 def test_glow_tutorial_runs(capsys, tmp_path):
     bpd = _run_tutorial("07_glow_digits.py", steps=3, png=str(tmp_path / "glow.png"))
     out = capsys.readouterr().out

@@ -86,9 +86,11 @@ def test_methods_agree_with_the_pyro_program():
 # ------------------------------------------------------------------------------ the density
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 1, 2)])
 @pytest.mark.parametrize("base", ["normal", "logistic"])
-def test_dequantizer_density_integrates_to_one(shape, base):
+@pytest.mark.parametrize("coupling", ["affine", "mixture"])
+def test_dequantizer_density_integrates_to_one(shape, base, coupling):
     torch.manual_seed(2)
-    dq = variational_dequantizer(shape, steps=2, hidden=8, base=base).double()
+    dq = variational_dequantizer(shape, steps=2, hidden=8, base=base, coupling=coupling)
+    dq = dq.double()
     d = math.prod(shape)
     # perturbed well away from the identity; in 2-D less strongly, since noise of 0.5 piles
     # mass within 1e-4 of a face, narrower than a 2-D grid's step (the integral then creeps
@@ -307,3 +309,52 @@ def test_coupling_registry_is_pluggable(monkeypatch):
     dq = variational_dequantizer((1, 4, 4), steps=2, hidden=4, coupling="spy", context_channels=3)
     assert built == [("checkerboard", False, (3, 4, 4)), ("checkerboard", True, (3, 4, 4))]
     assert dq(_images(2, (1, 4, 4))).rsample().shape == (2, 1, 4, 4)
+
+
+# ------------------------------------------------------------------------------ Flow++ couplings
+def test_mixture_dequantizer_samples_without_the_root_finder(monkeypatch):
+    """The mixture couplings sample through their closed-form direction (``.inv``, the
+    builder's default for ``coupling="mixture"``) and ``log_prob`` of the sample reads the
+    caches: the solver of their other direction never runs, under Pyro's guide either."""
+    import pyro_lgm.transforms.mixture_cdf as mc
+
+    calls = []
+    solve = mc.mixture_cdf_solve
+    monkeypatch.setattr(mc, "mixture_cdf_solve", lambda *a: calls.append(1) or solve(*a))
+    torch.manual_seed(5)
+    dq = variational_dequantizer((2, 4, 4), steps=4, hidden=8, coupling="mixture")
+    assert dq.inverse
+    _perturb(dq, scale=0.2)
+    x = _images(3, (2, 4, 4))
+    q = dq(x)
+    u = q.rsample()
+    assert ((u > 0) & (u < 1)).all()
+    q.log_prob(u).sum().backward()
+    vd = VariationalDequantization(glow((2, 4, 4), levels=1, steps=1, hidden=4), dq)
+    tr = poutine.trace(vd.guide).get_trace(x)
+    tr.compute_log_prob()
+    vd.iwae(x, num_samples=3)
+    vd.loss(x).sum().backward()
+    assert calls == []
+    q.log_prob(u.detach().clone())  # control: a value it did not draw is inverted
+    assert len(calls) == 4
+
+
+def test_loss_is_the_negative_log_weight_of_its_draw():
+    """``loss(x)`` is ``-(log p(x + u) - log q(u | x))`` for the ``u`` it drew (same seed as
+    ``log_weights``), and it carries gradients to both the flow and the dequantizer."""
+    torch.manual_seed(6)
+    flow = glow((1, 4, 4), levels=1, steps=1, hidden=4)
+    dq = variational_dequantizer((1, 4, 4), steps=2, hidden=4, coupling="mixture")
+    _perturb(dq, flow, scale=0.2)
+    vd = VariationalDequantization(flow, dq)
+    x = _images(2, (1, 4, 4))
+    torch.manual_seed(7)
+    loss = vd.loss(x)
+    torch.manual_seed(7)
+    expected = -vd.log_weights(x, 1)[0]
+    assert torch.allclose(loss.detach(), expected, atol=1e-4, rtol=1e-5)
+    loss.sum().backward()
+    for name, module in (("flow", flow), ("dequantizer", dq)):
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), name

@@ -116,12 +116,17 @@ def test_solver_gradients_are_the_implicit_function_gradients():
     assert torch.autograd.gradcheck(fn, (logits, loc, ls, ell))
 
 
-def test_solver_rejects_non_finite_input_without_validation():
-    log_pi, loc, log_scale = _params(3, 2, torch.float64, seed=0)
-    with pyro.validation_enabled(False), pytest.raises(ValueError, match="finite"):
-        mixture_cdf_solve(
-            torch.tensor([0.0, math.nan], dtype=torch.float64), log_pi, loc, log_scale
-        )
+def test_solver_limits_and_nan():
+    """+-inf map to +-inf (the map's limits, e.g. a density evaluated at the faces of the
+    dequantizer's cube); NaN raises even with validation off."""
+    log_pi, loc, log_scale = _params(3, 3, torch.float64, seed=0)
+    ell = torch.tensor([-math.inf, 0.3, math.inf], dtype=torch.float64)
+    x = mixture_cdf_solve(ell, log_pi, loc, log_scale)
+    assert x[0] == -math.inf and x[2] == math.inf and torch.isfinite(x[1])
+    ref = mixture_cdf_solve(ell[1:2], log_pi[1:2], loc[1:2], log_scale[1:2])
+    assert torch.equal(x[1:2], ref)
+    with pyro.validation_enabled(False), pytest.raises(ValueError, match="NaN"):
+        mixture_cdf_solve(torch.full((3,), math.nan, dtype=torch.float64), log_pi, loc, log_scale)
 
 
 def test_mixture_cdf_is_logistic_for_one_component():
@@ -206,7 +211,7 @@ def test_vector_flowpp_trains_on_the_checkerboard():
     opt = torch.optim.Adam(flow.parameters(), lr=5e-3)
     with torch.no_grad():
         start = -flow().log_prob(data).mean().item()
-    for step in range(200):
+    for _ in range(200):
         batch = data[torch.randint(0, 4096, (256,))]
         loss = -flow().log_prob(batch).mean()
         opt.zero_grad()

@@ -603,6 +603,18 @@ class VariationalDequantization(PyroModule):
         with pyro.plate("data", x.shape[0]):
             pyro.sample("u", self.dequantizer(x))
 
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        r"""A differentiable one-sample estimate of :math:`-\mathcal L(x)` in nats, ``(N,)``.
+
+        :math:`-(\log p(x + u) - \log q(u \mid x))` with :math:`u \sim q(u \mid x)` drawn by
+        ``rsample``: the loss ``Trace_ELBO`` minimizes, for training loops that do not use
+        Pyro (:func:`pyro_lgm.train.fit` with ``loss="mle"``, ``pyro-lgm train flowpp``).
+        """
+        x = self._check_x(x)
+        q = self.dequantizer(x)
+        u = q.rsample()
+        return q.log_prob(u) - self.flow().log_prob(self._shift(x, u))
+
     def log_weights(self, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor:
         r"""Log importance weights :math:`\log p(x + u_s) - \log q(u_s \mid x)`, ``(S, N)``.
 

@@ -72,6 +72,10 @@ __all__ = [
 #: Lower bound of a component's log-scale (Flow++ clamps at -7 as well): below it, a
 #: float32 slope would exceed ~1e3 per unit of x and the root finder's tolerance with it.
 LOG_SCALE_MIN = -7.0
+#: Upper bound of a component's log-scale: a conditioner fed extreme inputs (a density
+#: evaluated at the faces of the dequantizer's cube, logit 0 = -inf) would otherwise
+#: overflow ``exp``; scales of e^7 ~ 1100 are far wider than any data the couplings see.
+LOG_SCALE_MAX = 7.0
 
 
 # --------------------------------------------------------------------------------------
@@ -129,6 +133,8 @@ def mixture_cdf_solve(
     their own precision; the loop runs until every element has stopped. Its cap,
     ``3 log2(width / tolerance) + 16`` iterations, is the cost of pure bisection with a
     margin: reaching it raises ``RuntimeError`` rather than return an unconverged value.
+    Targets :math:`\pm\infty` give :math:`\pm\infty` (the map's limits); NaN raises
+    ``ValueError``.
 
     Gradients with respect to ``ell`` and the parameters are those of the implicit function
     (:math:`dx = -\partial g / g'`), attached by one Newton correction whose value is zero.
@@ -161,10 +167,14 @@ def mixture_cdf_solve(
         ls = log_scale.expand(*shape, k).reshape(-1, k)
         x0 = _solve_flat(e, lp, mu, ls).reshape(shape)
     # implicit-function gradient: x = x0 - g(x0) / g'(x0), the correction's value removed
-    log_cdf, log_sf, log_pdf = _log_terms(x0, log_pi, loc, log_scale)
-    g = log_cdf - log_sf - ell
+    # (at the limits +-inf, where the map is flat in its parameters, there is none)
+    finite = torch.isfinite(x0)
+    x_safe = torch.where(finite, x0, torch.zeros_like(x0))
+    ell_safe = torch.where(finite, ell, torch.zeros_like(ell))
+    log_cdf, log_sf, log_pdf = _log_terms(x_safe, log_pi, loc, log_scale)
+    g = log_cdf - log_sf - ell_safe
     slope = torch.exp(log_pdf - log_cdf - log_sf).detach()
-    correction = -g / slope
+    correction = torch.where(finite, -g / slope, torch.zeros_like(g))
     return x0 + (correction - correction.detach())
 
 
@@ -172,14 +182,22 @@ def _solve_flat(
     ell: torch.Tensor, log_pi: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor
 ) -> torch.Tensor:
     """:func:`mixture_cdf_solve` on flat ``(N,)`` targets and ``(N, K)`` parameters."""
+    if bool(torch.isnan(ell).any()):
+        raise ValueError("x: the inverse of a mixture CDF got NaN")
+    # the map sends -inf / +inf to themselves (its limits): solve the finite targets only
+    infinite = torch.isinf(ell)
+    if bool(infinite.any()):
+        x = ell.clone()
+        finite = ~infinite
+        x[finite] = _solve_flat(ell[finite], log_pi[finite], loc[finite], log_scale[finite])
+        return x
     scale = log_scale.exp()
     ends = loc + scale * ell.unsqueeze(-1)
     lo, hi = ends.amin(-1), ends.amax(-1)
     scale_min = scale.amin(-1)
     x = (log_pi.exp() * ends).sum(-1).clamp(lo, hi)
-    # NaN-free inputs give a finite bracket; anything else is a caller's bug
     if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
-        raise ValueError("x: the inverse of a mixture CDF needs finite inputs and parameters")
+        raise ValueError("x: the inverse of a mixture CDF needs finite parameters")
     width = (hi - lo).amax() if lo.numel() else lo.new_zeros(())
     tol_min = _tolerance(lo.new_zeros(()), scale_min.amin() if lo.numel() else lo.new_ones(()))
     cap = 3 * max(0, math.ceil(math.log2(max(float(width) / float(tol_min), 1.0)))) + 16
@@ -219,7 +237,8 @@ def _unpack(
     """``(..., 3K + 2)`` raw parameters -> ``log_pi, loc, log_scale`` ``(..., K)`` and
     ``log_a, b`` ``(...)``.
 
-    The log-scales are soft-clamped above :data:`LOG_SCALE_MIN`, ``a`` is bounded by
+    The log-scales are soft-clamped into ``(LOG_SCALE_MIN, LOG_SCALE_MAX)`` (about 0 for
+    a raw 0), ``a`` is bounded by
     ``c tanh(. / c)``, and ``loc_offset`` (fixed, spread over ``[-1, 1]``) is added to the
     locations: with a zero-initialised conditioner all components would otherwise be equal
     and receive equal gradients forever.
@@ -227,6 +246,7 @@ def _unpack(
     logits, loc, log_scale = raw[..., :k], raw[..., k : 2 * k], raw[..., 2 * k : 3 * k]
     log_pi = torch.log_softmax(logits, -1)
     log_scale = LOG_SCALE_MIN + F.softplus(log_scale - LOG_SCALE_MIN)
+    log_scale = LOG_SCALE_MAX - F.softplus(LOG_SCALE_MAX - log_scale)
     c = log_scale_bound
     log_a = c * torch.tanh(raw[..., 3 * k] / c)
     return log_pi, loc + loc_offset, log_scale, log_a, raw[..., 3 * k + 1]
@@ -399,7 +419,8 @@ class MixtureLogisticCoupling(_Coupling):
     transform of the library, whose call maps base to data by the bracketed Newton solver
     :func:`mixture_cdf_solve`). The conditioner outputs :math:`3K + 2` numbers per transformed
     feature (logits, locations, log-scales, :math:`a`, :math:`b`); log-scales are soft-clamped
-    above :data:`LOG_SCALE_MIN`, :math:`a` bounded by :math:`c \tanh(\cdot / c)`. With a
+    into :math:`(-7, 7)` (:data:`LOG_SCALE_MIN`, :data:`LOG_SCALE_MAX`), :math:`a` bounded
+    by :math:`c \tanh(\cdot / c)`. With a
     zero-initialised conditioner the layer starts as the smooth monotone map of equal-weight,
     unit-scale components at fixed locations spread over :math:`[-1, 1]` (equal components
     would receive equal gradients and never separate).

@@ -114,8 +114,9 @@ def _make_image(conditional: bool, inverse: bool):
         if conditional:
             kind = draw(st.sampled_from(["vector", "image"]), label="context kind")
             cshape = (draw(st.integers(1, 3)),) if kind == "vector" else (1, h, w)
-            m = _conditional_image(c, cshape if kind == "image" else cshape[0], mask, invert,
-                                   net, hidden, 1, k)  # fmt: skip
+            m = _conditional_image(
+                c, cshape if kind == "image" else cshape[0], mask, invert, net, hidden, 1, k
+            )
             assert isinstance(m, ConditionalImageMixtureLogisticCoupling)
             m = _finish(draw, m, dtype, device)
             ctx = draw(lst.tensors(cshape, dtype=dtype, device=device), label="context")
