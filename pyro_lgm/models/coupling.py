@@ -7,7 +7,7 @@ the closed-form inverses on the data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -31,6 +31,37 @@ def _check_int(name: str, value: object, low: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     return value
+
+
+def coupling_stack(
+    input_dim: int,
+    num_layers: int,
+    make: Callable[[int], Transform],
+    actnorm: bool,
+    permutation: str | None = None,
+    seed: int | None = None,
+) -> list[Transform]:
+    """The base-to-data transforms of a vector coupling flow: for each layer ``k``, the
+    coupling ``make(k)``, then (except after the last) a fixed permutation (``"reverse"``
+    or ``"random"``, drawn from ``seed``), then an optional ActNorm next to the data."""
+    if permutation not in (None, "reverse", "random"):
+        raise ValueError(f"permutation: expected None, 'reverse' or 'random', got {permutation!r}")
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(seed)
+    else:
+        generator.seed()
+    transforms: list[Transform] = []
+    for k in range(num_layers):
+        transforms.append(make(k))
+        if permutation is not None and k < num_layers - 1:
+            if permutation == "reverse":
+                transforms.append(Reverse(input_dim))
+            else:
+                transforms.append(Permute(torch.randperm(input_dim, generator=generator)))
+        if actnorm:
+            transforms.append(ActNorm(input_dim))
+    return transforms
 
 
 def nice(
@@ -147,28 +178,14 @@ def realnvp(
     _check_int("input_dim", input_dim, 2)
     _check_int("num_layers", num_layers, 1)
     _check_int("context_dim", context_dim, 0)
-    if permutation not in (None, "reverse", "random"):
-        raise ValueError(f"permutation: expected None, 'reverse' or 'random', got {permutation!r}")
-    generator = torch.Generator()
-    if seed is not None:
-        generator.manual_seed(seed)
-    else:
-        generator.seed()
-    transforms: list[Transform] = []
-    for k in range(num_layers):
+
+    def make(k: int) -> Transform:
         invert = k % 2 == 1
         if context_dim > 0:
-            t = conditional_affine_coupling(
+            return conditional_affine_coupling(
                 input_dim, context_dim, hidden_dims, mask, invert, log_scale_bound, activation
             )
-        else:
-            t = affine_coupling(input_dim, hidden_dims, mask, invert, log_scale_bound, activation)
-        transforms.append(t)
-        if permutation is not None and k < num_layers - 1:
-            if permutation == "reverse":
-                transforms.append(Reverse(input_dim))
-            else:
-                transforms.append(Permute(torch.randperm(input_dim, generator=generator)))
-        if actnorm:
-            transforms.append(ActNorm(input_dim))
+        return affine_coupling(input_dim, hidden_dims, mask, invert, log_scale_bound, activation)
+
+    transforms = coupling_stack(input_dim, num_layers, make, actnorm, permutation, seed)
     return Flow((input_dim,), transforms, conditional=context_dim > 0, base=base)

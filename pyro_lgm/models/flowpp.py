@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from torch import nn
 from torch.distributions import Transform
 
+from pyro_lgm.models.coupling import coupling_stack
 from pyro_lgm.models.flow import BaseLike, Flow
 from pyro_lgm.models.glow import ImageFlow, _check_image_shape, _realnvp_scale
 from pyro_lgm.transforms._image import check_int
-from pyro_lgm.transforms.actnorm import ActNorm
 from pyro_lgm.transforms.coupling import MaskLike
 from pyro_lgm.transforms.mixture_cdf import (
     conditional_mixture_logistic_coupling,
@@ -170,11 +170,11 @@ def _vector_flowpp(
     check_int("context_dim", context_dim, 0)
     if isinstance(hidden, int):
         raise ValueError(f"hidden: expected a sequence of MLP widths for vectors, got {hidden!r}")
-    transforms: list[Transform] = []
-    for k in range(num_layers):
+
+    def make(k: int) -> Transform:
         invert = k % 2 == 1
         if context_dim > 0:
-            t: Transform = conditional_mixture_logistic_coupling(
+            return conditional_mixture_logistic_coupling(
                 input_dim,
                 context_dim,
                 hidden,
@@ -184,11 +184,9 @@ def _vector_flowpp(
                 log_scale_bound,
                 activation,
             )
-        else:
-            t = mixture_logistic_coupling(
-                input_dim, hidden, mask, invert, num_components, log_scale_bound, activation
-            )
-        transforms.append(t)
-        if actnorm:
-            transforms.append(ActNorm(input_dim))
+        return mixture_logistic_coupling(
+            input_dim, hidden, mask, invert, num_components, log_scale_bound, activation
+        )
+
+    transforms = coupling_stack(input_dim, num_layers, make, actnorm)
     return Flow((input_dim,), transforms, conditional=context_dim > 0, base=base)

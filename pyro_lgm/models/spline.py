@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch.distributions import Transform
 
-from pyro_lgm.models.coupling import _check_int
+from pyro_lgm.models.coupling import _check_int, coupling_stack
 from pyro_lgm.models.flow import BaseLike, Flow
-from pyro_lgm.transforms.actnorm import ActNorm
-from pyro_lgm.transforms.permute import Permute, Reverse
 from pyro_lgm.transforms.spline import conditional_spline_coupling, spline_coupling
 
 __all__ = ["nsf"]
@@ -90,28 +87,14 @@ def nsf(
     _check_int("input_dim", input_dim, 2)
     _check_int("num_layers", num_layers, 1)
     _check_int("context_dim", context_dim, 0)
-    if permutation not in (None, "reverse", "random"):
-        raise ValueError(f"permutation: expected None, 'reverse' or 'random', got {permutation!r}")
-    generator = torch.Generator()
-    if seed is not None:
-        generator.manual_seed(seed)
-    else:
-        generator.seed()
-    transforms: list[Transform] = []
-    for k in range(num_layers):
+
+    def make(k: int) -> Transform:
         invert = permutation != "reverse" and k % 2 == 1
         if context_dim > 0:
-            t = conditional_spline_coupling(
+            return conditional_spline_coupling(
                 input_dim, context_dim, hidden_dims, "half", invert, bins, bound
             )
-        else:
-            t = spline_coupling(input_dim, hidden_dims, "half", invert, bins, bound)
-        transforms.append(t)
-        if permutation is not None and k < num_layers - 1:
-            if permutation == "reverse":
-                transforms.append(Reverse(input_dim))
-            else:
-                transforms.append(Permute(torch.randperm(input_dim, generator=generator)))
-        if actnorm:
-            transforms.append(ActNorm(input_dim))
+        return spline_coupling(input_dim, hidden_dims, "half", invert, bins, bound)
+
+    transforms = coupling_stack(input_dim, num_layers, make, actnorm, permutation, seed)
     return Flow((input_dim,), transforms, conditional=context_dim > 0, base=base)
