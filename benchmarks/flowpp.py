@@ -30,7 +30,8 @@ Two sections (``--sections``), every figure measured in this run.
     python benchmarks/flowpp.py --sections dequant --data mnist --data-dir ../shared/data \\
         --net resnet --minutes 12
     python benchmarks/flowpp.py --sections dequant --data cifar10 --data-dir ../shared/data \\
-        --device cuda --minutes 3 --net attention --hidden 64   # under 8 minutes on one GPU
+        --device cuda --minutes 2.5 --net attention --hidden 64 --batch-size 64 \\
+        --test-size 1000   # two 2.5-minute runs and their evaluation: under 8 minutes
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,8 +62,12 @@ from pyro_lgm.models import (
 
 KL_TARGET = 0.02
 
-# name -> (builder, peak lr, description). Flow++ and NSF were screened on the checkerboard
-# with 60 CPU-s runs (fewer, wider mixtures beat deeper stacks at a fixed budget).
+# name -> (builder, peak lr, description); the same config on every target. Screened on the
+# checkerboard (benchmarks/results/flowpp.md, "Screening"): Flow++ with 60-120 CPU-s runs
+# (4 couplings of K = 32 beat 6-8 couplings of K = 16-32; K = 64-128 gained little), NSF
+# with 120 CPU-s runs (16 bins beat 8); larger batches beat 256 for both (Flow++ K = 64:
+# 0.032 at 256, 0.025 at 1024; NSF 16 bins: 0.020 at 256, 0.015 at 512), so 512, the batch
+# of vector_flows_fit.py. zuko's NSF gets the same size as ours.
 TOY_FLOWS = {
     "flowpp": (
         lambda: flowpp(2, num_layers=4, num_components=32, hidden=[64, 64]),
@@ -69,9 +75,9 @@ TOY_FLOWS = {
         "Flow++: 4 mixture couplings K=32 [64, 64] + ActNorm",
     ),
     "nsf": (
-        lambda: nsf(2, num_layers=8, hidden_dims=[64, 64], bins=8),
+        lambda: nsf(2, num_layers=8, hidden_dims=[64, 64], bins=16),
         5e-3,
-        "ours NSF: 8 RQ-spline couplings, 8 bins [64, 64] + ActNorm",
+        "ours NSF: 8 RQ-spline couplings, 16 bins [64, 64] + ActNorm",
     ),
     "maf": (
         lambda: maf(2, hidden_dims=[64, 64], num_layers=16, seed=0),
@@ -81,7 +87,7 @@ TOY_FLOWS = {
     "zuko-nsf": (
         None,  # built lazily: zuko is optional
         5e-3,
-        "zuko NSF: 8 autoregressive RQ-spline transforms, 8 bins [64, 64]",
+        "zuko NSF: 8 autoregressive RQ-spline transforms, 16 bins [64, 64]",
     ),
 }
 
@@ -100,7 +106,7 @@ def _zuko_import_guard():
 def _zuko_nsf():
     with _zuko_import_guard():
         import zuko
-    return zuko.flows.NSF(2, transforms=8, hidden_features=[64, 64], bins=8)
+    return zuko.flows.NSF(2, transforms=8, hidden_features=[64, 64], bins=16)
 
 
 def run_toy(args) -> list[dict]:
@@ -307,10 +313,14 @@ def main(argv=None) -> int:
     )
     p.add_argument("--budget", type=float, default=120.0, help="seconds per flow and target")
     p.add_argument("--chunk", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=None, help="toy 256, dequant 32")
+    p.add_argument("--batch-size", type=int, default=None, help="toy 512, dequant 32")
     p.add_argument("--eval-size", type=int, default=50_000)
     p.add_argument("--data", choices=["digits", "mnist", "cifar10"], default="digits")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("PYRO_LGM_DATA"),
+        help="directory of the mnist / cifar10 files (default: $PYRO_LGM_DATA)",
+    )
     p.add_argument(
         "--kinds", nargs="+", choices=["uniform", "variational"], default=["uniform", "variational"]
     )
@@ -336,7 +346,7 @@ def main(argv=None) -> int:
     if args.data in ("mnist", "cifar10") and "dequant" in args.sections and not args.data_dir:
         p.error(f"--data {args.data} needs --data-dir (e.g. ../shared/data)")
     if args.batch_size is None:
-        args.batch_size = 256 if args.sections == ["toy"] else 32
+        args.batch_size = 512 if args.sections == ["toy"] else 32
     args.clock = check_clock(p, args.clock, args.device) or "cpu"
     args.clock_fn = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
