@@ -334,37 +334,30 @@ class Dequantizer(nn.Module):
 
 
 # ------------------------------------------------------------------------------ builder
-def _affine(
-    channels: int,
-    context_shape: tuple[int, int, int],
-    mask: str,
-    invert: bool,
-    hidden: int,
-    **options: object,
-) -> Transform:
-    return conditional_image_affine_coupling(
-        channels, context_shape, mask, invert, hidden=hidden, **options
-    )
+def _hidden_by_keyword(builder: Callable[..., Transform]) -> Callable[..., Transform]:
+    """A coupling helper of :mod:`pyro_lgm.transforms` as a dequantizer coupling builder."""
+
+    def build(
+        channels: int,
+        context_shape: tuple[int, int, int],
+        mask: str,
+        invert: bool,
+        hidden: int,
+        **options: object,
+    ) -> Transform:
+        return builder(channels, context_shape, mask, invert, hidden=hidden, **options)
+
+    return build
 
 
 #: The conditional couplings :func:`variational_dequantizer` can stack, by name. A builder is
 #: called as ``builder(channels, context_shape, mask, invert, hidden, **coupling_options)``
 #: (``mask`` ``"checkerboard"`` or ``"channel"``, ``context_shape`` ``(C_c, H, W)``) and
 #: returns a conditional transform whose ``condition(context_map)`` gives the layer.
-def _mixture(
-    channels: int,
-    context_shape: tuple[int, int, int],
-    mask: str,
-    invert: bool,
-    hidden: int,
-    **options: object,
-) -> Transform:
-    return conditional_image_mixture_logistic_coupling(
-        channels, context_shape, mask, invert, hidden=hidden, **options
-    )
-
-
-DEQUANTIZER_COUPLINGS: dict[str, Callable[..., object]] = {"affine": _affine, "mixture": _mixture}
+DEQUANTIZER_COUPLINGS: dict[str, Callable[..., object]] = {
+    "affine": _hidden_by_keyword(conditional_image_affine_coupling),
+    "mixture": _hidden_by_keyword(conditional_image_mixture_logistic_coupling),
+}
 
 # The direction each coupling samples in by default: a mixture coupling's closed-form
 # direction is its inverse (its call runs a root finder), so the dequantizer uses ``.inv``.

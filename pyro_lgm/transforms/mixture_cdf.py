@@ -639,9 +639,16 @@ class ImageMixtureLogisticCoupling(_ImageCoupling):
         self._check("x", z)
         (log_pi, loc, log_scale, log_a, b), m = self._mixture_params(z)
         ell = (self._part_b(z, m) - b) * torch.exp(-log_a)
-        if m is not None:  # solve only where the layer transforms: elsewhere z is kept
-            ell = ell * (1 - m)
-        x_b = mixture_cdf_solve(ell, log_pi, loc, log_scale)
+        if m is None:
+            return self._merge(z, mixture_cdf_solve(ell, log_pi, loc, log_scale), m)
+        # checkerboard: solve only on the transformed squares (half of the elements); the
+        # conditioning squares keep z
+        k = log_pi.shape[-1]
+        shape = broadcast_shapes(ell.shape, log_pi.shape[:-1])
+        ell = ell.expand(shape)
+        sel = (m == 0).expand(shape)
+        params = [p.expand(*shape, k)[sel] for p in (log_pi, loc, log_scale)]
+        x_b = ell.index_put((sel,), mixture_cdf_solve(ell[sel], *params))
         return self._merge(z, x_b, m)
 
     def log_abs_det_jacobian(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
