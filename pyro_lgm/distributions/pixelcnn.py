@@ -43,15 +43,16 @@ __all__ = ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]
 METHODS = ("cached", "naive")
 
 
-class ImageAutoregressive(TorchDistribution):
-    """The distribution of an image network (:class:`pyro_lgm.nn.pixelcnn.ImageNet`).
+class _ImageNetDistribution(TorchDistribution):
+    """Shared plumbing of the distributions of an image network
+    (:class:`pyro_lgm.nn.pixelcnn.ImageNet`): the network's type and output, the batch shape
+    from the context, ``expand``, the context broadcast to a batch, and value checks.
 
-    Shared by :class:`PixelCNN`, :class:`GatedPixelCNN` and :class:`PixelCNNPP`, which only
-    say which network they accept.
+    Subclasses say which networks they accept (``_net_types``) and which outputs
+    (``_check_output``).
     """
 
     arg_constraints: dict = {}
-    has_rsample = False
     _net_types: tuple[type, ...] = (ImageNet,)
 
     def __init__(
@@ -63,6 +64,7 @@ class ImageAutoregressive(TorchDistribution):
             if isinstance(getattr(net, "net", None), ImageNet):
                 hint = "; pass the model's network (model.net) or call the model"
             raise ValueError(f"net: expected a {names}, got {type(net).__name__}{hint}")
+        self._check_output(net)
         self.net = net
         batch_shape = net.context_batch_shape(context)
         self.context = context
@@ -70,22 +72,11 @@ class ImageAutoregressive(TorchDistribution):
         self._dtype, self._device = param.dtype, param.device
         super().__init__(batch_shape, torch.Size(net.image_shape), validate_args=validate_args)
 
-    # -- structure ----------------------------------------------------------------------
-    @property
-    def output(self) -> str:
-        return self.net.output_kind
+    def _check_output(self, net: ImageNet) -> None:
+        """Raise ``ValueError`` (naming ``net``) for a network whose output this
+        distribution does not model."""
 
-    @property
-    def levels(self) -> int:
-        return self.net.levels
-
-    @property
-    def support(self) -> constraints.Constraint:
-        if self.output == "bernoulli":
-            return constraints.independent(constraints.boolean, 3)
-        return constraints.independent(constraints.integer_interval(0, self.levels - 1), 3)
-
-    def expand(self, batch_shape: torch.Size, _instance: Any = None) -> ImageAutoregressive:
+    def expand(self, batch_shape: torch.Size, _instance: Any = None) -> _ImageNetDistribution:
         new = _expanded(self, batch_shape, _instance)
         if self.context is not None:
             new.context = self._context_expanded(new.batch_shape)
@@ -107,7 +98,8 @@ class ImageAutoregressive(TorchDistribution):
 
     # -- values -------------------------------------------------------------------------
     def _check_values(self, value: Any, name: str = "value") -> torch.Size:
-        """Check shape, device and (when validating) support; the broadcast batch shape."""
+        """Check type, shape, device and the broadcast with ``batch_shape`` (not the
+        support: the subclass does); the broadcast batch shape."""
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{name}: expected a tensor, got {type(value).__name__}")
         ev = self.event_shape
@@ -128,6 +120,43 @@ class ImageAutoregressive(TorchDistribution):
             ) from None
         return shape
 
+
+class ImageAutoregressive(_ImageNetDistribution):
+    """The distribution of an image network (:class:`pyro_lgm.nn.pixelcnn.ImageNet`) over
+    discrete images.
+
+    Shared by :class:`PixelCNN`, :class:`GatedPixelCNN` and :class:`PixelCNNPP`, which only
+    say which network they accept. A network with ``output="normal"`` (real values) is
+    refused: its distribution is
+    :class:`pyro_lgm.distributions.AutoregressiveNormalMap`.
+    """
+
+    has_rsample = False
+
+    def _check_output(self, net: ImageNet) -> None:
+        if net.output_kind == "normal":
+            raise ValueError(
+                "net: the network has output='normal' (real values), which this discrete "
+                f"distribution ({type(self).__name__}) does not model; use "
+                "pyro_lgm.distributions.AutoregressiveNormalMap"
+            )
+
+    # -- structure ----------------------------------------------------------------------
+    @property
+    def output(self) -> str:
+        return self.net.output_kind
+
+    @property
+    def levels(self) -> int:
+        return self.net.levels
+
+    @property
+    def support(self) -> constraints.Constraint:
+        if self.output == "bernoulli":
+            return constraints.independent(constraints.boolean, 3)
+        return constraints.independent(constraints.integer_interval(0, self.levels - 1), 3)
+
+    # -- values -------------------------------------------------------------------------
     def _check_levels(self, value: torch.Tensor, name: str = "value") -> None:
         if value.dtype == torch.bool:
             return

@@ -17,8 +17,11 @@ condition: a class label, a vector, or a feature map (PixelVAE's decoder; resize
 image by nearest-neighbour interpolation and mapped by ``1 x 1`` convolutions).
 
 The networks only compute parameters; :mod:`pyro_lgm.distributions.pixelcnn` turns them into
-distributions. They are :class:`pyro_lgm.nn.causal.CausalNet` graphs, so the distributions can
-sample with cached incremental generation.
+distributions over discrete images, and
+:mod:`pyro_lgm.distributions.autoregressive_normal` turns a network with ``output="normal"``
+into an autoregressive Gaussian over a real-valued map (PixelVAE's prior over a latent
+map). They are :class:`pyro_lgm.nn.causal.CausalNet` graphs, so the distributions can sample
+with cached incremental generation.
 
 References:
     A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu. *Pixel Recurrent Neural Networks*.
@@ -41,7 +44,7 @@ from pyro_lgm.nn.causal import CausalNet, Elementwise, Gate, MaskedConv2d, Point
 
 __all__ = ["GatedPixelCNN", "ImageNet", "PixelCNN"]
 
-OUTPUTS = ("bernoulli", "categorical", "logistic_mixture")
+OUTPUTS = ("bernoulli", "categorical", "logistic_mixture", "normal")
 
 
 def _int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
@@ -57,15 +60,17 @@ def _int(name: str, value: object, minimum: int, maximum: int | None = None) -> 
 
 
 class Rescale(Pointwise):
-    """Integer levels ``0 .. L-1`` to ``[-1, 1]``; with ``ones=True`` also a channel of ones
-    (it tells the first convolutions where the zero padding of the border starts)."""
+    """Integer levels ``0 .. L-1`` to ``[-1, 1]``; with ``levels=None`` (real-valued maps)
+    the values pass unchanged. With ``ones=True`` also a channel of ones (it tells the first
+    convolutions where the zero padding of the border starts)."""
 
-    def __init__(self, levels: int, ones: bool = False) -> None:
+    def __init__(self, levels: int | None, ones: bool = False) -> None:
         super().__init__()
-        self.levels, self.ones = int(levels), bool(ones)
+        self.levels = None if levels is None else int(levels)
+        self.ones = bool(ones)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x * (2.0 / (self.levels - 1)) - 1.0
+        y = x if self.levels is None else x * (2.0 / (self.levels - 1)) - 1.0
         if self.ones:
             y = torch.cat([y, torch.ones_like(y[:, :1])], 1)
         return y
@@ -79,14 +84,20 @@ class Rescale(Pointwise):
 class ImageNet(CausalNet):
     r"""Shared set-up of the image networks: the output head and the condition.
 
-    Attributes read by :mod:`pyro_lgm.distributions.pixelcnn`: ``image_shape``
-    ``(C, H, W)``, ``output`` (``"bernoulli"``, ``"categorical"`` or
-    ``"logistic_mixture"``), ``bits`` (levels :math:`2^{bits}`), ``num_mixtures``,
+    Attributes read by :mod:`pyro_lgm.distributions.pixelcnn` and
+    :mod:`pyro_lgm.distributions.autoregressive_normal`: ``image_shape`` ``(C, H, W)``,
+    ``output_kind`` (``"bernoulli"``, ``"categorical"``, ``"logistic_mixture"`` or
+    ``"normal"``), ``bits`` (levels :math:`2^{bits}`; ``None`` for ``"normal"``, whose
+    values are real), ``levels`` (:math:`2^{bits}`, or ``None``), ``num_mixtures``,
     ``context_kind`` (``None``, ``"class"``, ``"vector"``, ``"map"``) with
     ``num_classes`` / ``context_dim`` / ``context_channels``, and ``param_channels`` (the
-    width of the output map: ``C`` groups of 1 or :math:`2^{bits}` logits, or the mixture's
-    :math:`K (1 + 2C) + K C (C - 1) / 2` numbers per pixel). ``per_channel_output`` is
-    ``False`` for the mixture (whole pixels are predicted from earlier pixels only).
+    width of the output map: ``C`` groups of 1 or :math:`2^{bits}` logits, ``C`` groups of
+    two numbers - a location and an unconstrained scale parameter - for ``"normal"``, or the
+    mixture's :math:`K (1 + 2C) + K C (C - 1) / 2` numbers per pixel). ``per_channel_output``
+    is ``False`` for the mixture (whole pixels are predicted from earlier pixels only).
+
+    The input of a discrete output holds levels ``0 .. 2^{bits} - 1`` and is rescaled to
+    ``[-1, 1]``; the input of a ``"normal"`` output is real and enters unchanged.
     """
 
     def _setup_image(
@@ -112,12 +123,20 @@ class ImageNet(CausalNet):
             raise ValueError(f"output: expected one of {list(OUTPUTS)}, got {output!r}")
         self.output_kind = output
         c = self.image_shape[0]
+        self.bits: int | None
         if output == "bernoulli":
             if bits not in (None, 1):
                 raise ValueError(
                     f"bits: Bernoulli outputs model binary images (bits=1), got {bits!r}"
                 )
             self.bits, per = 1, 1
+        elif output == "normal":
+            if bits is not None:
+                raise ValueError(
+                    f"bits: a 'normal' output models real values and has no levels; pass "
+                    f"bits=None, got {bits!r}"
+                )
+            self.bits, per = None, 2  # a location and an unconstrained scale per channel
         else:
             self.bits = _int("bits", 8 if bits is None else bits, 1, 16)
             per = 2**self.bits
@@ -160,8 +179,10 @@ class ImageNet(CausalNet):
         self._cond_scale: dict[str, int] = {}
 
     @property
-    def levels(self) -> int:
-        return 2**self.bits
+    def levels(self) -> int | None:
+        """The number of levels :math:`2^{bits}` of a discrete output; ``None`` for
+        ``"normal"`` (real values)."""
+        return None if self.bits is None else 2**self.bits
 
     def condition(self, name: str, width: int, scale: int = 1) -> str | None:
         """Register a projection of the condition to ``width`` channels at ``1 / scale`` of
@@ -258,21 +279,27 @@ class PixelCNN(ImageNet):
         hidden_channels: ``h``.
         num_layers: residual blocks.
         output: ``"bernoulli"`` (binary images), ``"categorical"`` (:math:`2^{bits}`-way
-            softmax per channel) or ``"logistic_mixture"`` (PixelCNN++'s discretized
-            logistic mixture per pixel).
-        bits: bits per channel (1 for Bernoulli; default 8 otherwise).
+            softmax per channel), ``"logistic_mixture"`` (PixelCNN++'s discretized
+            logistic mixture per pixel) or ``"normal"`` (real-valued maps: a location and
+            an unconstrained scale parameter per channel, laid out as ``(C, 2)``; see
+            :class:`pyro_lgm.distributions.AutoregressiveNormalMap`).
+        bits: bits per channel (1 for Bernoulli; default 8 for the categorical and the
+            mixture; ``None`` for ``"normal"``).
         num_mixtures: ``K`` of the logistic mixture.
         first_kernel, kernel: kernel sizes of the first and the residual convolutions.
         num_classes, context_dim, context_channels: at most one condition (added to the
             input of every residual block).
 
-    Shapes: ``forward(x, context)`` takes ``x`` ``(B, C, H, W)`` of levels (floats) and
-    returns ``(B, param_channels, H, W)``.
+    Shapes: ``forward(x, context)`` takes ``x`` ``(B, C, H, W)`` of levels (floats; real
+    values for ``"normal"``) and returns ``(B, param_channels, H, W)``.
 
     Example:
         >>> net = PixelCNN((1, 5, 5), hidden_channels=8, num_layers=2)
         >>> net(torch.zeros(3, 1, 5, 5)).shape
         torch.Size([3, 1, 5, 5])
+        >>> real = PixelCNN((2, 5, 5), 8, 2, output="normal")  # (loc, scale param) per channel
+        >>> real(torch.randn(3, 2, 5, 5)).reshape(3, 2, 2, 5, 5).shape
+        torch.Size([3, 2, 2, 5, 5])
     """
 
     def __init__(
