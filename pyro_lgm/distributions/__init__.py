@@ -1,5 +1,6 @@
 """pyro_lgm.distributions."""
 
+from pyro_lgm.distributions.autoregressive_normal import AutoregressiveNormalMap
 from pyro_lgm.distributions.deepnade import DeepNADE, EoNADE
 from pyro_lgm.distributions.discretized_logistic import DiscretizedLogisticMixture
 from pyro_lgm.distributions.made import MADE
@@ -8,3 +9,4 @@ from pyro_lgm.distributions.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNPP
 
 __all__: list[str] = ["DeepNADE", "DiscretizedLogisticMixture", "EoNADE", "MADE", "NADE", "RNADE"]
 __all__ += ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]
+__all__ += ["AutoregressiveNormalMap"]
