@@ -38,6 +38,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -521,7 +522,9 @@ class IncrementalRunner:
             counts = torch.bincount(steps, minlength=total + 1)[:total]
             pos = pos[: int(counts.sum())]  # steps >= total: never needed
             g = gathers[n]
-            idx = None if g is None else g[pos].reshape(pos.shape[0], -1).to(dev)
+            idx = (
+                None if g is None else g[pos].reshape(pos.shape[0], math.prod(g.shape[1:])).to(dev)
+            )
             pos = pos.to(dev)
             sizes = counts.tolist()
             pieces = pos.split(sizes)
