@@ -380,6 +380,13 @@ def _add_sample_parser(sub: argparse._SubParsersAction) -> None:
         "--device", type=parse_device, default="cpu", help="torch device: cpu, cuda, cuda:N"
     )
     sample.add_argument("--seed", type=_nonneg_int, default=0, help="random seed")
+    sample.add_argument(
+        "--panels",
+        action="store_true",
+        help="also write the hierarchy panels of a VAE (hvae, pixelvae): OUT-z<l>.png varies "
+        "latent layer l only along each row, OUT-pixels.png the pixel-level noise only "
+        "(--nrow images per row, default 8; ceil(num / nrow) rows)",
+    )
 
 
 # ------------------------------------------------------------------------------- demo
@@ -811,10 +818,11 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"pyro-lgm train: error: {e} (try a smaller --lr)", file=sys.stderr)
         return 1
     nll = result.eval_loss[-1]
+    what = "test -ELBO (a bound on the NLL)" if model.spec.nll_is_bound else "test NLL"
     if data.bits == 1:
-        figure = f"test NLL: {nll:.4f} nats/image"
+        figure = f"{what}: {nll:.4f} nats/image"
     else:
-        figure = f"test NLL: {nll:.4f} nats/image, {nll / (dims * math.log(2)):.4f} bits/dim"
+        figure = f"{what}: {nll:.4f} nats/image, {nll / (dims * math.log(2)):.4f} bits/dim"
     print(f"{figure} ({len(data.test)} test images, step {result.steps})")
     say(f"wrote {checkpoint}")
     say(f"wall time: {time.perf_counter() - start:.1f} s")
@@ -843,6 +851,8 @@ def _sample(args: argparse.Namespace) -> int:
             f"--temperature {temperature:g}: model {meta['model']} does not support a "
             f"sampling temperature (only 1)"
         )
+    if args.panels and spec.panels is None:
+        return fail(f"--panels: model {meta['model']} has no latent hierarchy to show")
     torch.manual_seed(args.seed)
     model.to(args.device).eval()
     t = time.perf_counter()
@@ -854,6 +864,19 @@ def _sample(args: argparse.Namespace) -> int:
         f"wrote {args.out}: {args.num} samples of {meta['model']} ({meta['dataset']}, step "
         f"{ckpt['step']}, temperature {temperature:g}) in {elapsed:.1f} s"
     )
+    if args.panels:
+        cols = args.nrow or 8
+        rows = -(-args.num // cols)
+        t = time.perf_counter()
+        with torch.no_grad():
+            panels = model.panels(rows, cols, args.seed)
+        stem = args.out[: -len(".png")]
+        for name, grid in panels.items():
+            path = f"{stem}-{name}.png"
+            _write_png_atomically(grid.cpu(), path, 2 ** int(meta["bits"]), cols, save_image_grid)
+            what = "pixel-level noise" if name == "pixels" else f"latent layer {name}"
+            print(f"wrote {path}: {rows} x {cols}, each row varies the {what} only")
+        print(f"panels in {time.perf_counter() - t:.1f} s")
     return 0
 
 

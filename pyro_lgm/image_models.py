@@ -100,6 +100,12 @@ class ImageModelSpec:
         supports_temperature: ``sample`` honours a temperature other than 1.
         default_temperature: the temperature of ``pyro-lgm sample`` when none is given.
         description: one line for ``pyro-lgm info``.
+        loss: ``loss(model, x) -> ()`` the training loss (default: the mean of ``nll``), for
+            models whose objective is not a per-image sum (free bits, KL warm-up).
+        panels: ``panels(model, rows, cols, seed) -> {name: (rows * cols, C, H, W)}``
+            image grids that show what each level of randomness controls (``pyro-lgm
+            sample --panels``); ``None``: the model has none.
+        nll_is_bound: ``nll`` is an upper bound (a negative ELBO), not the exact value.
     """
 
     build: Callable[[Shape, int, dict[str, Any]], nn.Module]
@@ -110,6 +116,9 @@ class ImageModelSpec:
     supports_temperature: bool = False
     default_temperature: float = 1.0
     description: str = ""
+    loss: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
+    panels: Callable[[nn.Module, int, int, int], dict] | None = None
+    nll_is_bound: bool = False
 
 
 class ImageData(NamedTuple):
@@ -330,8 +339,17 @@ class TrainedImageModel(nn.Module):
         """``(n, C, H, W)`` integer-valued images."""
         return self.spec.sample(self.model, n, temperature)
 
+    def panels(self, rows: int, cols: int, seed: int = 0) -> dict:
+        """The spec's hierarchy panels (``ValueError`` when the model has none)."""
+        if self.spec.panels is None:
+            raise ValueError(f"model {self.name} has no hierarchy panels (it has no latents)")
+        return self.spec.panels(self.model, rows, cols, seed)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The training loss: the mean negative log-likelihood of ``x`` in nats per image."""
+        """The training loss: the spec's ``loss``, by default the mean negative
+        log-likelihood of ``x`` in nats per image."""
+        if self.spec.loss is not None:
+            return self.spec.loss(self.model, x)
         return self.nll(x).mean()
 
 
@@ -573,6 +591,122 @@ register_image_model(
         default_temperature=0.7,
         description="Flow++ (Ho et al. 2019): logistic-mixture CDF couplings with attention "
         "conditioners, variational dequantization",
+    ),
+)
+
+# ------------------------------------------------------------------- VAEs with latents
+
+
+def _flow_option(options: dict[str, Any]) -> dict[str, Any]:
+    """``flow="none" | "planar" | "radial" | "iaf"`` and ``num_flows`` (0: the default
+    number) as the VAEs' keyword arguments."""
+    flow, k = options.pop("flow"), options.pop("num_flows")
+    if flow not in ("none", "planar", "radial", "iaf"):
+        raise ValueError(f"flow: expected none, planar, radial or iaf, got {flow!r}")
+    if flow == "none":
+        if k:
+            raise ValueError(f"num_flows: flow=none takes no flow steps, got {k}")
+        return {"flow": None, "num_flows": None}
+    return {"flow": flow, "num_flows": k or None}
+
+
+def _pixelvae(shape: Shape, bits: int, options: dict[str, Any]) -> nn.Module:
+    from pyro_lgm.models import PixelVAE
+
+    o = dict(options)
+    flow = _flow_option(o)
+    levels, channels = o.pop("levels"), o.pop("latent_channels")
+    if isinstance(levels, bool) or levels < 1:
+        raise ValueError(f"levels: expected an int >= 1, got {levels!r}")
+    return PixelVAE(shape, (channels,) * levels, bits=bits, **flow, **o)
+
+
+def _hvae(shape: Shape, bits: int, options: dict[str, Any]) -> nn.Module:
+    from pyro_lgm.models import HierarchicalVAE
+
+    o = dict(options)
+    flow = _flow_option(o)
+    dims = [int(v) for v in str(o.pop("latent_dims")).split(",") if v.strip()]
+    hidden = o.pop("hidden")
+    likelihood = "bernoulli" if bits == 1 else "categorical"
+    return HierarchicalVAE(
+        shape, dims, hidden_dims=(hidden, hidden), likelihood=likelihood, num_levels=2**bits,
+        **flow, **o,
+    )  # fmt: skip
+
+
+def _latent_x(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # the hierarchical VAE's categorical likelihood takes integer levels (PixelVAE: floats)
+    from pyro_lgm.models import HierarchicalVAE
+
+    if isinstance(model, HierarchicalVAE) and model.likelihood == "categorical":
+        return x.long()
+    return x
+
+
+def _latent_nll(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # one draw z ~ q(z | x): the negative ELBO, an upper bound on -log p(x)
+    terms = model.elbo_terms(_latent_x(model, x))
+    return -(terms["log_px"] - sum(terms["kl"]))
+
+
+def _latent_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.loss(_latent_x(model, x))
+
+
+def _latent_sample(model: nn.Module, n: int, temperature: float) -> torch.Tensor:
+    if temperature != 1.0:
+        raise ValueError(f"temperature: VAEs sample at 1 only, got {temperature}")
+    return model.sample(n).to(torch.float32)
+
+
+def _latent_panels(model: nn.Module, rows: int, cols: int, seed: int) -> dict:
+    return {k: v.to(torch.float32) for k, v in model.hierarchy_panels(rows, cols, seed).items()}
+
+
+_VAE_OPTIONS = {"flow": "none", "num_flows": 0, "kl_warmup_steps": 0, "free_bits": 0.0}
+
+register_image_model(
+    "pixelvae",
+    ImageModelSpec(
+        build=_pixelvae,
+        defaults={
+            "levels": 2,
+            "latent_channels": 4,
+            "encoder_channels": 32,
+            "pixel_channels": 16,
+            "pixel_layers": 3,
+            "upsample_channels": 16,
+            "prior_channels": 16,
+            "prior_layers": 3,
+            **_VAE_OPTIONS,
+        },
+        nll=_latent_nll,
+        sample=_latent_sample,
+        loss=_latent_loss,
+        panels=_latent_panels,
+        nll_is_bound=True,
+        description="PixelVAE (Gulrajani et al. 2017): latent maps, a Gated PixelCNN decoder, "
+        "an autoregressive prior over the lower map",
+    ),
+)
+register_image_model(
+    "hvae",
+    ImageModelSpec(
+        build=_hvae,
+        defaults={
+            "latent_dims": "32,16",
+            "hidden": 256,
+            "inference": "top-down",
+            **_VAE_OPTIONS,
+        },
+        nll=_latent_nll,
+        sample=_latent_sample,
+        loss=_latent_loss,
+        panels=_latent_panels,
+        nll_is_bound=True,
+        description="hierarchical VAE: MLP layers of latent vectors, top-down or bottom-up "
+        "inference, optional flow guides",
     ),
 )
 

@@ -304,7 +304,8 @@ def active_units(
     would show :math:`1 / S`, above :math:`\delta` for ``S < 100``.
 
     Args:
-        guide: called as ``guide(*batch)``; its site ``site`` is an ``(N, L)`` latent.
+        guide: called as ``guide(*batch)``; its site ``site`` is an ``(N, L)`` latent (or
+            ``(N, *shape)``, e.g. a latent feature map, whose units are counted flat).
         data: ``x`` of shape ``(N, ...)`` or a tuple of tensors sharing ``N``.
         site: the latent site's name.
         num_samples: guide samples per example (at least 2).
@@ -312,7 +313,8 @@ def active_units(
         batch_size: examples per pass.
 
     Returns:
-        ``(count, activity)`` with ``activity`` the ``(L,)`` corrected variances.
+        ``(count, activity)`` with ``activity`` the ``(L,)`` corrected variances (``L`` the
+        number of units).
     """
     if not isinstance(threshold, int | float) or isinstance(threshold, bool) or threshold < 0:
         raise ValueError(f"threshold: expected a number >= 0, got {threshold!r}")
@@ -329,10 +331,12 @@ def active_units(
         if site not in tr.nodes:
             raise ValueError(f"site: the guide has no sample site {site!r}")
         z = tr.nodes[site]["value"]
-        if z.dim() != 3 or z.shape[0] != num_samples:
+        if z.dim() < 3 or z.shape[0] != num_samples:
             raise ValueError(
-                f"site: expected {site!r} of shape (N, L) per particle, got {tuple(z.shape)}"
+                f"site: expected {site!r} of shape (N, L) (or (N, *shape), counted flat) per "
+                f"particle, got {tuple(z.shape)}"
             )
+        z = z.flatten(2)
         means.append(z.mean(0))
         noise.append(z.var(0) / num_samples)
     activity = torch.cat(means).var(0) - torch.cat(noise).mean(0)

@@ -12,9 +12,11 @@ from pyro_lgm.models.dequantization import (
 from pyro_lgm.models.flow import ConditionalNormal, Flow
 from pyro_lgm.models.flowpp import flowpp
 from pyro_lgm.models.glow import ImageFlow, glow, realnvp_image
+from pyro_lgm.models.hvae import HierarchicalVAE
 from pyro_lgm.models.made import MADE
 from pyro_lgm.models.nade import NADE, RNADE, DeepNADE
 from pyro_lgm.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNPP
+from pyro_lgm.models.pixelvae import PixelVAE
 from pyro_lgm.models.spline import nsf
 from pyro_lgm.models.stacks import (
     conditional_planar_flow,
@@ -28,7 +30,7 @@ __all__ = ["ConditionalNormal", "Flow", "nice", "realnvp"]
 __all__ += ["DeepNADE", "MADE", "NADE", "RNADE"]
 __all__ += ["conditional_planar_flow", "conditional_radial_flow", "planar_flow", "radial_flow"]
 __all__ += ["iaf", "maf"]
-__all__ += ["VAE"]
+__all__ += ["HierarchicalVAE", "PixelVAE", "VAE"]
 __all__ += ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]
 __all__ += ["ImageFlow", "glow", "realnvp_image"]
 __all__ += ["flowpp"]

@@ -117,7 +117,170 @@ def _flow_transforms(
     return [radial(latent_dim) for _ in range(k)]
 
 
-class VAE(PyroModule):
+def _guide_flow(
+    latent_dim: int,
+    context_dim: int,
+    flow: object,
+    num_flows: int | None,
+    amortized: bool,
+    flow_hidden_dims: Sequence[int] | None,
+    base: nn.Module,
+) -> Flow:
+    """A guide's :math:`q(z \\mid s)`: the conditional ``base`` (a Gaussian read out of the
+    context ``s``) pushed through the transforms the ``flow`` argument names."""
+    transforms = _flow_transforms(
+        flow, num_flows, latent_dim, context_dim, amortized, flow_hidden_dims
+    )
+    return Flow((latent_dim,), transforms, conditional=True, base=base)
+
+
+class _LatentModel(PyroModule):
+    """What every VAE of the library shares: the data check, the observation model, the KL
+    warm-up schedule, free bits and the registration with Pyro's parameter store.
+
+    Subclasses call :meth:`_setup_latent_model` first in ``__init__``.
+    """
+
+    def _setup_latent_model(
+        self,
+        data_shape: Sequence[int],
+        likelihood: str,
+        num_levels: int,
+        kl_warmup_steps: int,
+        kl_warmup_start: float,
+        free_bits: float,
+        name: str,
+    ) -> None:
+        self.data_shape = torch.Size(_dims("data_shape", data_shape))
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood: expected one of {list(LIKELIHOODS)}, got {likelihood!r}")
+        self.likelihood = likelihood
+        self.num_levels = _check_positive_int("num_levels", num_levels)
+        if likelihood == "categorical" and num_levels < 2:
+            raise ValueError(f"num_levels: expected at least 2 levels, got {num_levels}")
+        self._m = {"bernoulli": 1, "normal": 2, "categorical": num_levels}[likelihood]
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name: expected a non-empty string, got {name!r}")
+        self.name = name
+        self.kl_warmup_steps = _check_nonneg_int("kl_warmup_steps", kl_warmup_steps)
+        self.kl_warmup_start = _check_unit("kl_warmup_start", kl_warmup_start)
+        if not isinstance(free_bits, int | float) or not (0 <= free_bits < math.inf):
+            raise ValueError(f"free_bits: expected a finite number >= 0, got {free_bits!r}")
+        self.free_bits = float(free_bits)
+        self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("_zero", torch.zeros(()), persistent=False)
+
+    # ------------------------------------------------------------------ checks
+    def _check_x(self, x: object) -> torch.Tensor:
+        n = len(self.data_shape)
+        if not isinstance(x, torch.Tensor) or x.dim() != n + 1 or x.shape[1:] != self.data_shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"x: expected shape (N, {', '.join(map(str, self.data_shape))}), got {got}"
+            )
+        p = self._zero
+        if x.device != p.device:
+            raise ValueError(f"x: expected device {p.device} (the parameters'), got {x.device}")
+        if self.likelihood == "categorical":
+            if x.is_floating_point() or x.dtype == torch.bool:
+                raise ValueError(f"x: the categorical likelihood needs integer data, got {x.dtype}")
+        elif x.dtype != p.dtype:
+            raise ValueError(f"x: expected dtype {p.dtype} (the parameters'), got {x.dtype}")
+        else:
+            check_finite("x", x)
+        return x
+
+    def _as_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as the encoder's input (categorical levels scaled to ``[0, 1]``)."""
+        if self.likelihood == "categorical":
+            return x.to(self._zero.dtype) / (self.num_levels - 1)
+        return x
+
+    # ------------------------------------------------------------------ the observation model
+    def _observation(self, out: torch.Tensor, lead: torch.Size) -> dist.Distribution:
+        r""":math:`p(x \mid \cdot)` from a decoder's output ``out`` with ``m * prod(data_shape)``
+        numbers per row of the batch ``lead``: batch shape ``lead``, event ``data_shape``."""
+        out = out.reshape(*lead, self._m, *self.data_shape)
+        n = len(self.data_shape)
+        if self.likelihood == "bernoulli":
+            d = dist.Bernoulli(logits=out.squeeze(len(lead)))
+        elif self.likelihood == "normal":
+            loc, raw = out.unbind(len(lead))
+            d = dist.Normal(loc, F.softplus(raw) + 1e-4)
+        else:
+            d = dist.Categorical(logits=out.movedim(len(lead), -1))
+        return d.to_event(n)
+
+    def _draw_observation(
+        self, d: dist.Distribution, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """A draw of :meth:`_observation`'s ``d`` whose randomness comes from ``generator``
+        alone (one uniform or normal number per element, in a fixed order), so that the same
+        generator state gives the same pixel-level noise."""
+        base = d.base_dist
+        if self.likelihood == "normal":
+            eps = torch.randn(base.loc.shape, generator=generator, dtype=base.loc.dtype,
+                              device=base.loc.device)  # fmt: skip
+            return base.loc + base.scale * eps
+        probs = base.probs
+        if self.likelihood == "bernoulli":
+            u = torch.rand(probs.shape, generator=generator, dtype=probs.dtype, device=probs.device)
+            return (u < probs).to(probs.dtype)
+        cdf = probs.cumsum(-1)
+        u = torch.rand(cdf.shape[:-1], generator=generator, dtype=cdf.dtype, device=cdf.device)
+        idx = (cdf < u[..., None] * cdf[..., -1:]).sum(-1)
+        return idx.clamp_(max=self.num_levels - 1)
+
+    # ------------------------------------------------------------------ warm-up, free bits
+    @property
+    def kl_weight(self) -> float:
+        r"""The current KL weight :math:`\beta \in (0, 1]` of the warm-up schedule."""
+        if self.kl_warmup_steps == 0:
+            return 1.0
+        frac = float(self.num_steps) / self.kl_warmup_steps
+        return min(1.0, self.kl_warmup_start + (1.0 - self.kl_warmup_start) * frac)
+
+    def warmup_step(self) -> None:
+        """Advance the warm-up schedule by one step (:meth:`loss` does it when training;
+        call it after each ``svi.step`` when training with SVI)."""
+        self.num_steps += 1
+
+    def _kl_penalty(self, kls: Sequence[torch.Tensor]) -> torch.Tensor:
+        r""":math:`\beta \sum_g \max(\lambda, \overline{\mathrm{KL}}_g)` over the groups'
+        per-example KL estimates ``kls`` (one group per stochastic layer); advances the
+        warm-up when training."""
+        total = self._zero
+        for kl in kls:
+            term = kl.mean()
+            if self.free_bits > 0:
+                term = term.clamp_min(self.free_bits)
+            total = total + term
+        out = self.kl_weight * total
+        if self.training and torch.is_grad_enabled():
+            self.warmup_step()
+        return out
+
+    # ------------------------------------------------------------------ the Pyro program
+    def _register(self) -> None:
+        """``pyro.module`` for SVI, refusing a parameter store that holds another module's
+        tensors under this model's names (whose training would silently be lost)."""
+        store = pyro.get_param_store()
+        held = getattr(store, "_params", {})
+        for pname, p in self.named_parameters():
+            full = f"{self.name}$$${pname}"
+            if full in held and held[full] is not p:
+                raise ValueError(
+                    f"name: Pyro's parameter store already holds {full!r} from another "
+                    f"module; give this model a distinct name= or call pyro.clear_param_store()"
+                )
+        pyro.module(self.name, self)
+
+    def _scale(self) -> contextlib.AbstractContextManager:
+        beta = self.kl_weight
+        return contextlib.nullcontext() if beta == 1.0 else poutine.scale(scale=beta)
+
+
+class VAE(_LatentModel):
     r"""A VAE whose guide is the encoder's Gaussian pushed through a normalizing flow.
 
     .. math::
@@ -200,44 +363,24 @@ class VAE(PyroModule):
         name: str = "vae",
     ) -> None:
         super().__init__()
-        self.data_shape = torch.Size(_dims("data_shape", data_shape))
+        self._setup_latent_model(
+            data_shape, likelihood, num_levels, kl_warmup_steps, kl_warmup_start, free_bits, name
+        )
         self.latent_dim = _check_positive_int("latent_dim", latent_dim)
         hidden = _dims("hidden_dims", hidden_dims)
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood: expected one of {list(LIKELIHOODS)}, got {likelihood!r}")
-        self.likelihood = likelihood
-        self.num_levels = _check_positive_int("num_levels", num_levels)
-        if likelihood == "categorical" and num_levels < 2:
-            raise ValueError(f"num_levels: expected at least 2 levels, got {num_levels}")
-        self._m = {"bernoulli": 1, "normal": 2, "categorical": num_levels}[likelihood]
         if not isinstance(amortized, bool):
             raise ValueError(f"amortized: expected a bool, got {amortized!r}")
         self.amortized = amortized
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name: expected a non-empty string, got {name!r}")
-        self.name = name
-        self.kl_warmup_steps = _check_nonneg_int("kl_warmup_steps", kl_warmup_steps)
-        self.kl_warmup_start = _check_unit("kl_warmup_start", kl_warmup_start)
-        if not isinstance(free_bits, int | float) or not (0 <= free_bits < math.inf):
-            raise ValueError(f"free_bits: expected a finite number >= 0, got {free_bits!r}")
-        self.free_bits = float(free_bits)
-        self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
-        self.register_buffer("_zero", torch.zeros(()), persistent=False)
 
         self.encoder = self._build_encoder(encoder, hidden)
         self.decoder = self._build_decoder(decoder, hidden)
         self.feature_dim = self._probe_encoder()
         self._probe_decoder()
-        transforms = _flow_transforms(
-            flow, num_flows, self.latent_dim, self.feature_dim, amortized, flow_hidden_dims
-        )
         self.flow_kind = flow if isinstance(flow, str) or flow is None else "custom"
-        self.flow = Flow(
-            (self.latent_dim,),
-            transforms,
-            conditional=True,
-            base=ConditionalNormal(self.feature_dim, self.latent_dim, min_scale=min_scale),
-        )
+        self.flow = _guide_flow(
+            self.latent_dim, self.feature_dim, flow, num_flows, amortized, flow_hidden_dims,
+            ConditionalNormal(self.feature_dim, self.latent_dim, min_scale=min_scale),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ construction
     def _build_encoder(self, encoder: object, hidden: list[int]) -> nn.Module:
@@ -277,45 +420,10 @@ class VAE(PyroModule):
                 f"{want} numbers per row for the {self.likelihood!r} likelihood, got {_desc(out)}"
             )
 
-    # ------------------------------------------------------------------ checks
-    def _check_x(self, x: object) -> torch.Tensor:
-        n = len(self.data_shape)
-        if not isinstance(x, torch.Tensor) or x.dim() != n + 1 or x.shape[1:] != self.data_shape:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"x: expected shape (N, {', '.join(map(str, self.data_shape))}), got {got}"
-            )
-        p = self._zero
-        if x.device != p.device:
-            raise ValueError(f"x: expected device {p.device} (the parameters'), got {x.device}")
-        if self.likelihood == "categorical":
-            if x.is_floating_point() or x.dtype == torch.bool:
-                raise ValueError(f"x: the categorical likelihood needs integer data, got {x.dtype}")
-        elif x.dtype != p.dtype:
-            raise ValueError(f"x: expected dtype {p.dtype} (the parameters'), got {x.dtype}")
-        else:
-            check_finite("x", x)
-        return x
-
     # ------------------------------------------------------------------ the distributions
-    @property
-    def kl_weight(self) -> float:
-        r"""The current KL weight :math:`\beta \in (0, 1]` of the warm-up schedule."""
-        if self.kl_warmup_steps == 0:
-            return 1.0
-        frac = float(self.num_steps) / self.kl_warmup_steps
-        return min(1.0, self.kl_warmup_start + (1.0 - self.kl_warmup_start) * frac)
-
-    def warmup_step(self) -> None:
-        """Advance the warm-up schedule by one step (:meth:`loss` does it when training;
-        call it after each ``svi.step`` when training with SVI)."""
-        self.num_steps += 1
-
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's features ``h`` of shape ``(N, F)``."""
-        if self.likelihood == "categorical":
-            x = x.to(self._zero.dtype) / (self.num_levels - 1)
-        return self.encoder(x)
+        return self.encoder(self._as_input(x))
 
     def posterior(self, x: torch.Tensor) -> dist.TransformedDistribution:
         """The guide's :math:`q(z \\mid x)`: batch shape ``(N,)``, event shape ``(L,)``."""
@@ -330,37 +438,9 @@ class VAE(PyroModule):
         """:math:`p(x \\mid z)` for ``z`` of shape ``(..., L)``: batch shape ``(...)``, event
         shape ``data_shape``."""
         lead = z.shape[:-1]
-        out = self.decoder(z.reshape(-1, self.latent_dim))
-        out = out.reshape(*lead, self._m, *self.data_shape)
-        n = len(self.data_shape)
-        if self.likelihood == "bernoulli":
-            d = dist.Bernoulli(logits=out.squeeze(len(lead)))
-        elif self.likelihood == "normal":
-            loc, raw = out.unbind(len(lead))
-            d = dist.Normal(loc, F.softplus(raw) + 1e-4)
-        else:
-            d = dist.Categorical(logits=out.movedim(len(lead), -1))
-        return d.to_event(n)
+        return self._observation(self.decoder(z.reshape(-1, self.latent_dim)), lead)
 
     # ------------------------------------------------------------------ the Pyro program
-    def _register(self) -> None:
-        """``pyro.module`` for SVI, refusing a parameter store that holds another module's
-        tensors under this VAE's names (whose training would silently be lost)."""
-        store = pyro.get_param_store()
-        held = getattr(store, "_params", {})
-        for pname, p in self.named_parameters():
-            full = f"{self.name}$$${pname}"
-            if full in held and held[full] is not p:
-                raise ValueError(
-                    f"name: Pyro's parameter store already holds {full!r} from another "
-                    f"module; give this VAE a distinct name= or call pyro.clear_param_store()"
-                )
-        pyro.module(self.name, self)
-
-    def _scale(self) -> contextlib.AbstractContextManager:
-        beta = self.kl_weight
-        return contextlib.nullcontext() if beta == 1.0 else poutine.scale(scale=beta)
-
     def model(self, x: torch.Tensor) -> None:
         """The generative model: ``z ~ N(0, I)``, ``x ~ p(x | z)`` (sites ``"z"``, ``"x"``)."""
         x = self._check_x(x)
@@ -400,12 +480,7 @@ class VAE(PyroModule):
         z = q.rsample()
         kl = q.log_prob(z) - self.prior(x.shape[0]).log_prob(z)
         nll = -self.decode(z).log_prob(x).mean()
-        kl_term = kl.mean()
-        if self.free_bits > 0:
-            kl_term = kl_term.clamp_min(self.free_bits)
-        out = nll + self.kl_weight * kl_term
-        if self.training and torch.is_grad_enabled():
-            self.warmup_step()
+        out = nll + self._kl_penalty([kl])
         return out
 
     @torch.no_grad()
