@@ -79,6 +79,7 @@ SCRIPTS = [
     "flow_layers_speed",
     "vae_flows",
     "energies",
+    "hvae",
 ]
 
 
@@ -120,6 +121,7 @@ def test_cuda_without_a_gpu_says_so(script, capsys):
         "flow_layers_speed",
         "vae_flows",
         "energies",
+        "hvae",
     ],
 )
 def test_bad_dtype_exits_2(script, capsys):
@@ -429,6 +431,30 @@ def test_vae_flows_quality_and_speed_run_on_tiny_data(fake_mnist, tmp_path, caps
     result = vf.main(["--data", str(fake_mnist), *speed, *tiny])
     assert [r["guide"] for r in result["speed"]] == ["planar:2", "radial:2", "iaf:2"]
     assert all(r["ratio"] > 0 and len(r["ratios"]) == 2 for r in result["speed"])
+
+
+def test_hvae_benchmark_runs_every_model_on_tiny_data(fake_mnist, tmp_path, capsys):
+    hv = _load("hvae")
+    tiny = "--latents 3 2 --hidden 8 --stage 8 --pixelvae-latent 1 --encoder-channels 2".split()
+    tiny += "--pixel-channels 2 --pixel-layers 1 --upsample-channels 2 --prior-channels 2".split()
+    tiny += "--prior-layers 1 --batch 10 --free-bits 0.5 --pixel-free-bits 1".split()
+    argv = ["--data", str(fake_mnist), "--out", str(tmp_path / "q.json"), *tiny]
+    argv += "--minutes 0.002 --curve-every 0.001 --samples 4 --chunk 2 --test-size 6".split()
+    argv += "--curve-size 4 --curve-samples 2 --active-size 8 --eval-batch 3".split()
+    argv += ["--save-dir", str(tmp_path), "--reference", "decoder"]
+    result = hv.main(argv)
+    out = capsys.readouterr().out
+    rows = result["quality"]
+    assert [r["model"] for r in rows] == list(hv.MODELS)
+    assert all(r["test_images"] == 6 and math.isfinite(r["nll"]) for r in rows)
+    assert all(len(r["curve"]) >= 2 for r in rows)
+    by = {r["model"]: r for r in rows}
+    assert by["hvae"]["latent_units"] == [3, 2] and by["pixelvae2"]["latent_units"] == [49, 16]
+    assert "active_units" not in by["decoder"] and len(by["hvae-iaf"]["active_units"]) == 2
+    assert by["vae"]["vs_ref"] == pytest.approx(by["vae"]["nll"] - by["decoder"]["nll"], abs=5e-4)
+    assert "| pixelvae2 |" in out and (tmp_path / "pixelvae2.pt").exists()
+    hv.main(["--combine", str(tmp_path / "q.json"), "--reference", "vae"])
+    assert "minus vae's (paired)" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- pixelcnn.py

@@ -322,6 +322,17 @@ def test_flowpp_tutorial_runs(capsys):
     assert math.isfinite(kl) and 0 < iw < 16 and 0 < elbo < 16
 
 
+def test_hierarchical_vae_tutorial_runs(capsys, tmp_path):
+    out = _run_tutorial("09_hierarchical_vae.py", steps=3, png=str(tmp_path / "p.png"), samples=4)
+    text = capsys.readouterr().out
+    assert set(out) == {"bottom-up", "top-down", "pixelvae_fb0.0", "pixelvae_fb1.5"}
+    # untrained on 64 binary pixels: between the best possible and 64 log 2 + a margin
+    assert all(0 < r["nll"] < 80 and len(r["active"]) == 2 for r in out.values())
+    for name in ("z2", "z1", "pixels"):
+        assert (tmp_path / f"p-{name}.png").exists()
+    assert "top-down + IAF: test -ELBO" in text
+
+
 def test_glow_tutorial_runs(capsys, tmp_path):
     bpd = _run_tutorial("07_glow_digits.py", steps=3, png=str(tmp_path / "glow.png"))
     out = capsys.readouterr().out

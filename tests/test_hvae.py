@@ -323,3 +323,18 @@ def test_bad_input_raises_value_errors_naming_the_argument():
         m.hierarchy_panels(rows=0)
     with pytest.raises(ValueError, match="num"):
         m.sample(0)
+
+
+def test_a_callable_flow_builds_each_layers_transforms():
+    from pyro_lgm.transforms.planar import conditional_planar
+
+    seen = []
+
+    def flows(layer, latent_dim, context_dim):
+        seen.append((layer, latent_dim, context_dim))
+        return [conditional_planar(latent_dim, context_dim, []) for _ in range(layer + 1)]
+
+    m = HierarchicalVAE((12,), [3, 2], hidden_dims=[16], stage_dims=[8], flow=flows)
+    assert seen == [(0, 3, 16 + 8), (1, 2, 8)]  # top-down: [d_1, t_1] and d_2
+    assert [len(f.transforms) for f in m.flows] == [1, 2] and m.flow_kind == "custom"
+    assert m.loss(_data(4, dtype=torch.float32)).isfinite()

@@ -110,6 +110,17 @@ class _Hierarchy(_LatentModel):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
+    def _check_flow(self, flow: object, amortized: object) -> None:
+        """Check the ``flow`` / ``amortized`` arguments; set ``flow_kind``."""
+        if not isinstance(amortized, bool):
+            raise ValueError(f"amortized: expected a bool, got {amortized!r}")
+        if flow is not None and not isinstance(flow, str) and not callable(flow):
+            raise ValueError(
+                f"flow: expected None, 'planar', 'radial', 'iaf' or a callable "
+                f"flow(layer, latent_dim, context_dim), got {flow!r}"
+            )
+        self.flow_kind = flow if isinstance(flow, str) or flow is None else "custom"
+
     def _site(self, index: int) -> str:
         return f"z{index + 1}"
 
@@ -358,14 +369,7 @@ class HierarchicalVAE(_Hierarchy):
         if inference not in INFERENCE:
             raise ValueError(f"inference: expected one of {list(INFERENCE)}, got {inference!r}")
         self.inference = inference
-        if not isinstance(amortized, bool):
-            raise ValueError(f"amortized: expected a bool, got {amortized!r}")
-        if flow is not None and not isinstance(flow, str) and not callable(flow):
-            raise ValueError(
-                f"flow: expected None, 'planar', 'radial', 'iaf' or a callable "
-                f"flow(layer, latent_dim, context_dim), got {flow!r}"
-            )
-        self.flow_kind = flow if isinstance(flow, str) or flow is None else "custom"
+        self._check_flow(flow, amortized)
         dims, n_layers = self.latent_dims, self.num_latent_layers
         feat, t = hidden[-1], stage[-1]
 

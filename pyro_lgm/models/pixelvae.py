@@ -188,14 +188,7 @@ class PixelVAE(_Hierarchy):
         u = _check_positive_int("upsample_channels", upsample_channels)
         if not isinstance(min_scale, int | float) or not 0 <= min_scale < 1:
             raise ValueError(f"min_scale: expected a number in [0, 1), got {min_scale!r}")
-        if not isinstance(amortized, bool):
-            raise ValueError(f"amortized: expected a bool, got {amortized!r}")
-        if flow is not None and not isinstance(flow, str) and not callable(flow):
-            raise ValueError(
-                f"flow: expected None, 'planar', 'radial', 'iaf' or a callable "
-                f"flow(layer, latent_dim, context_dim), got {flow!r}"
-            )
-        self.flow_kind = flow if isinstance(flow, str) or flow is None else "custom"
+        self._check_flow(flow, amortized)
         c, h, w = shape
         sizes = [(_half(_half(h)), _half(_half(w)))]
         for _ in range(1, self.num_latent_layers):
