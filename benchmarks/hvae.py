@@ -225,6 +225,22 @@ def evaluate(kind: str, m: torch.nn.Module, test_x: torch.Tensor, args) -> dict:
     return out
 
 
+def write_panels(kind: str, m: torch.nn.Module, directory: str, log) -> None:
+    """The hierarchy panels (8 x 8) of a latent model as ``<kind>-<panel>.png``; the flat
+    VAE has one latent layer: its ``z1`` and ``pixels`` panels."""
+    from pyro_lgm.data import save_image_grid
+
+    if isinstance(m, VAE):
+        return  # the flat VAE has no generate(noise) API: nothing to show
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        panels = m.hierarchy_panels(rows=8, cols=8, seed=0)
+    for name, grid in panels.items():
+        path = os.path.join(directory, f"{kind}-{name}.png")
+        save_image_grid(grid.reshape(-1, 1, 28, 28).float().cpu(), path, nrow=8, levels=2)
+    log(f"{kind}: wrote {len(panels)} panels to {directory} in {time.perf_counter() - t0:.1f} s")
+
+
 def latent_units(m: torch.nn.Module) -> list[int]:
     if isinstance(m, VAE):
         return [m.latent_dim]
@@ -313,6 +329,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--reference", default="vae", help="model the paired differences use")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--save-dir", default=None, help="save each trained model's state here")
+    p.add_argument(
+        "--load",
+        default=None,
+        metavar="DIR",
+        help="skip training and evaluation: load <model>.pt from DIR (a --save-dir) and only "
+        "write the panels of --panels-dir",
+    )
+    p.add_argument(
+        "--panels-dir",
+        default=None,
+        help="write each latent model's hierarchy panels (vary only z2 / z1 / the pixel "
+        "noise along each row) as PNGs here",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--combine", nargs="+", default=None, metavar="OUT_JSON")
@@ -347,9 +376,19 @@ def main(argv: list[str] | None = None) -> dict:
         f"commit {result['commit']}"
     )
     rows = []
+    if args.load:
+        for kind in args.models:
+            m = build(kind, args)
+            m.load_state_dict(torch.load(os.path.join(args.load, f"{kind}.pt")))
+            m.eval()
+            if args.panels_dir and kind != "decoder":
+                write_panels(kind, m, args.panels_dir, log)
+        return result
     for kind in args.models:
         m, curve = train_one(kind, train_x, curve_x, args, clock, log)
         ev = evaluate(kind, m, test_x, args)
+        if args.panels_dir and kind != "decoder":
+            write_panels(kind, m, args.panels_dir, log)
         row = {
             "model": kind,
             "params": sum(p.numel() for p in m.parameters()),

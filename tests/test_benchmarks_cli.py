@@ -455,6 +455,11 @@ def test_hvae_benchmark_runs_every_model_on_tiny_data(fake_mnist, tmp_path, caps
     assert "| pixelvae2 |" in out and (tmp_path / "pixelvae2.pt").exists()
     hv.main(["--combine", str(tmp_path / "q.json"), "--reference", "vae"])
     assert "minus vae's (paired)" in capsys.readouterr().out
+    # the saved models rebuild and draw their hierarchy panels without training
+    load = ["--data", str(fake_mnist), *tiny, "--models", "hvae", "--load", str(tmp_path)]
+    hv.main([*load, "--panels-dir", str(tmp_path)])
+    for name in ("z2", "z1", "pixels"):
+        assert _png_shape(tmp_path / f"hvae-{name}.png")[2] == "RGB"
 
 
 # ----------------------------------------------------------------------------- pixelcnn.py
