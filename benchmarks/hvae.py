@@ -45,13 +45,13 @@ import json
 import math
 import os
 import shlex
-import statistics
 import sys
 import time
 
 import pyro
 import torch
 from bench_device import Clock, add_device_args, check_clock, describe, git_commit, info
+from bench_train import train_for_budget
 
 from pyro_lgm.data import load_binarized_mnist
 from pyro_lgm.metrics import elbo, iwae
@@ -137,62 +137,23 @@ def train_one(kind: str, train_x, curve_x, args, clock: Clock, log) -> tuple:
     torch.manual_seed(args.seed)
     pyro.set_rng_seed(args.seed)
     m = build(kind, args)
-    opt = torch.optim.Adam(m.parameters(), lr=args.lr)
-    budget, next_curve = 60.0 * args.minutes, 60.0 * args.curve_every
-    used, steps, epoch = 0.0, 0, 0
-    curve: list[dict] = []
-    recent: list[float] = []
-    g = torch.Generator().manual_seed(args.seed)
     train_x, curve_x = data_view(kind, train_x), data_view(kind, curve_x)
-
-    def point() -> None:
-        m.eval()
-        t0 = time.perf_counter()
-        ll = log_likelihood(kind, m, curve_x, args.curve_samples, args)
-        m.train()
-        row = {
-            "model": kind,
-            "budget_min": round(used / 60, 3),
-            "steps": steps,
-            "epoch": epoch,
-            "train_loss": round(statistics.fmean(recent), 3) if recent else None,
-            "curve_nll": round(-float(ll.mean()), 3),
-            "eval_s": round(time.perf_counter() - t0, 1),
-        }
-        recent.clear()
-        curve.append(row)
-        log(json.dumps(row))
-        if args.curve:
-            with open(args.curve, "a") as f:
-                f.write(json.dumps(row) + "\n")
-
-    point()
-    done = False
-    while not done:
-        perm = torch.randperm(train_x.shape[0], generator=g).to(train_x.device)
-        for i in range(0, train_x.shape[0] - args.batch + 1, args.batch):
-            t0 = clock.now()
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(kind, m, train_x[perm[i : i + args.batch]])
-            loss.backward()
-            if args.clip:
-                torch.nn.utils.clip_grad_norm_(m.parameters(), args.clip)
-            opt.step()
-            lv = float(loss.detach())
-            used += clock.now() - t0
-            steps += 1
-            recent.append(lv)
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"{kind}: non-finite loss at step {steps}")
-            if used >= next_curve:
-                point()
-                next_curve += 60.0 * args.curve_every
-            if used >= budget:
-                done = True
-                break
-        epoch += 1
-    if curve[-1]["steps"] != steps:
-        point()
+    curve = train_for_budget(
+        m,
+        lambda x: loss_fn(kind, m, x),
+        train_x,
+        lambda: log_likelihood(kind, m, curve_x, args.curve_samples, args),
+        label={"model": kind},
+        batch=args.batch,
+        lr=args.lr,
+        minutes=args.minutes,
+        curve_every=args.curve_every,
+        clock=clock,
+        seed=args.seed,
+        log=log,
+        curve_path=args.curve,
+        clip=args.clip,
+    )
     return m, curve
 
 

@@ -44,6 +44,7 @@ import time
 import pyro
 import torch
 from bench_device import Clock, add_device_args, check_clock, describe, git_commit, info
+from bench_train import train_for_budget
 
 from pyro_lgm.data import load_binarized_mnist
 from pyro_lgm.metrics import active_units, elbo, iwae
@@ -96,69 +97,33 @@ def train_one(
     pyro.set_rng_seed(args.seed)
     name = guide_name(spec)
     vae = build(spec, args, name="vae_" + name.replace(":", "_"))
-    opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
-    budget = 60.0 * args.minutes
-    next_curve = 60.0 * args.curve_every
-    used, steps, epoch = 0.0, 0, 0
-    curve: list[dict] = []
-    g = torch.Generator(device="cpu").manual_seed(args.seed)
-    recent: list[float] = []
 
-    def point() -> None:
-        vae.eval()
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            ll = iwae(
-                vae.model,
-                vae.guide,
-                curve_x,
-                num_samples=args.curve_samples,
-                chunk_size=min(100, args.curve_samples),
-                batch_size=100,
-                progress=False,
-            )
-        vae.train()
-        row = {
-            "guide": name,
-            "budget_min": round(used / 60, 3),
-            "steps": steps,
-            "epoch": epoch,
-            "train_loss": round(statistics.fmean(recent), 3) if recent else None,
-            "curve_nll": round(-float(ll.mean()), 3),
-            "eval_s": round(time.perf_counter() - t0, 1),
-        }
-        recent.clear()
-        curve.append(row)
-        log(json.dumps(row))
-        if args.curve:
-            with open(args.curve, "a") as f:
-                f.write(json.dumps(row) + "\n")
+    def curve_ll() -> torch.Tensor:
+        return iwae(
+            vae.model,
+            vae.guide,
+            curve_x,
+            num_samples=args.curve_samples,
+            chunk_size=min(100, args.curve_samples),
+            batch_size=100,
+            progress=False,
+        )
 
-    point()
-    done = False
-    while not done:
-        perm = torch.randperm(train_x.shape[0], generator=g).to(train_x.device)
-        for i in range(0, train_x.shape[0] - args.batch + 1, args.batch):
-            t0 = clock.now()
-            opt.zero_grad(set_to_none=True)
-            loss = vae.loss(train_x[perm[i : i + args.batch]])
-            loss.backward()
-            opt.step()
-            lv = float(loss.detach())
-            used += clock.now() - t0
-            steps += 1
-            recent.append(lv)
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"{name}: non-finite loss at step {steps}")
-            if used >= next_curve:
-                point()
-                next_curve += 60.0 * args.curve_every
-            if used >= budget:
-                done = True
-                break
-        epoch += 1
-    if curve[-1]["steps"] != steps:
-        point()
+    curve = train_for_budget(
+        vae,
+        vae.loss,
+        train_x,
+        curve_ll,
+        label={"guide": name},
+        batch=args.batch,
+        lr=args.lr,
+        minutes=args.minutes,
+        curve_every=args.curve_every,
+        clock=clock,
+        seed=args.seed,
+        log=log,
+        curve_path=args.curve,
+    )
     return vae, curve
 
 
