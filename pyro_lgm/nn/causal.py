@@ -369,7 +369,8 @@ class CausalNet(nn.Module):
     stores ``op(*[maps[k] for k in inputs])`` as ``maps[out]``), name the map holding the
     parameters in ``self.output_map`` and define ``context_maps(context, batch, h, w)``, the
     maps derived from the context (constant during generation). The image enters as
-    ``"x"``: raw values, floats holding the integers ``0 .. levels - 1``.
+    ``"x"``: raw values, floats holding the integers ``0 .. levels - 1`` (real values for a
+    network with ``output="normal"``, e.g. a latent map).
     """
 
     #: the map holding the parameters
