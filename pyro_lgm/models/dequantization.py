@@ -60,6 +60,7 @@ from torch.distributions import Transform
 from torch.distributions.transforms import SigmoidTransform
 
 from pyro_lgm.metrics import nats_to_bits_per_dim
+from pyro_lgm.models._store import register_module
 from pyro_lgm.transforms._cached import CachedTransform
 from pyro_lgm.transforms._image import check_int
 from pyro_lgm.transforms.image_coupling import conditional_image_affine_coupling
@@ -565,18 +566,10 @@ class VariationalDequantization(PyroModule):
     def _register(self) -> None:
         """``pyro.module`` for SVI, refusing a store that holds another module's tensors
         under this module's names (one of the two would silently not train)."""
-        held = getattr(pyro.get_param_store(), "_params", {})
-        for pname, p in self.named_parameters():
-            full = f"{self.name}$$${pname}"
-            if full in held and held[full] is not p:
-                raise ValueError(
-                    f"name: Pyro's parameter store already holds {full!r} from another "
-                    f"module; give this module a distinct name= or call pyro.clear_param_store()"
-                )
         # update_module_params: the store keeps contiguous copies of the parameters, and
         # channels-last convolution weights (the image couplings' conditioners) are copied;
         # without the update the module would keep using its own, untrained, tensors
-        pyro.module(self.name, self, update_module_params=True)
+        register_module(self.name, self, update_module_params=True)
 
     def _prior(self, x: torch.Tensor) -> dist.Distribution:
         return dist.Uniform(torch.zeros_like(x), torch.ones_like(x)).to_event(len(self.shape))

@@ -50,6 +50,7 @@ from torch import nn
 from torch.distributions import Transform
 
 from pyro_lgm.errors import check_finite
+from pyro_lgm.models._store import register_module
 from pyro_lgm.models.autoregressive import iaf
 from pyro_lgm.models.flow import ConditionalNormal, Flow
 from pyro_lgm.nn.vae import _dims, conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
@@ -264,16 +265,7 @@ class _LatentModel(PyroModule):
     def _register(self) -> None:
         """``pyro.module`` for SVI, refusing a parameter store that holds another module's
         tensors under this model's names (whose training would silently be lost)."""
-        store = pyro.get_param_store()
-        held = getattr(store, "_params", {})
-        for pname, p in self.named_parameters():
-            full = f"{self.name}$$${pname}"
-            if full in held and held[full] is not p:
-                raise ValueError(
-                    f"name: Pyro's parameter store already holds {full!r} from another "
-                    f"module; give this model a distinct name= or call pyro.clear_param_store()"
-                )
-        pyro.module(self.name, self)
+        register_module(self.name, self)
 
     def _scale(self) -> contextlib.AbstractContextManager:
         beta = self.kl_weight
