@@ -32,7 +32,6 @@ from torch.distributions import constraints
 from pyro_lgm.distributions.discretized_logistic import DiscretizedLogisticMixture
 from pyro_lgm.distributions.nade import _expanded, _shape
 from pyro_lgm.errors import NonFiniteValueError, _describe
-from pyro_lgm.nn.causal import IncrementalRunner
 from pyro_lgm.nn.pixelcnn import GatedPixelCNN as GatedPixelCNNNet
 from pyro_lgm.nn.pixelcnn import ImageNet
 from pyro_lgm.nn.pixelcnn import PixelCNN as PixelCNNNet
@@ -387,19 +386,16 @@ class ImageAutoregressive(_ImageNetDistribution):
 
     def _sample_cached(self, n: int, context: Any, fill: _Fill) -> torch.Tensor:
         c, h, w = self.event_shape
-        example = None if context is None else context[:1]
-        runner = IncrementalRunner(self.net, self.event_shape, example)
-        caches = runner.start(n, context)
-        x = caches["x"].transpose(1, 2)  # (n, C, H W + 1): a view of the graph's input map
-        out = caches[self.net.output_map]  # (n, H W + 1, P)
+        session = self.net.incremental(n, context)
+        x = session.x  # (n, C, H W): the image being generated, read by the session
         with _Bar(fill.progress, c * h * w, "cached") as bar:
             for p in range(h * w):
                 for ch in range(c):
                     u = self._uniforms(n, fill.generator)
-                    runner.step(caches, p * c + ch)
-                    self._set(x, out[:, p], ch, p, u, fill)
+                    params = session.step(p * c + ch)
+                    self._set(x, params, ch, p, u, fill)
                     bar.update()
-        return x[:, :, : h * w].reshape(n, c, h, w)
+        return x.reshape(n, c, h, w)
 
     def _set(
         self,

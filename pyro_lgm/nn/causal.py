@@ -53,6 +53,7 @@ __all__ = [
     "Elementwise",
     "Gate",
     "IncrementalRunner",
+    "IncrementalSession",
     "MaskedConv2d",
     "Pointwise",
     "Shift",
@@ -403,6 +404,60 @@ class CausalNet(nn.Module):
 
     def forward(self, x: torch.Tensor, context: Any = None) -> torch.Tensor:
         return self.run(x, context)[self.output_map]
+
+    def incremental(
+        self, batch: int, context: Any = None, image_shape: Sequence[int] | None = None
+    ) -> IncrementalSession:
+        """A cached generation session for ``batch`` images (see
+        :class:`IncrementalSession`), planned by :class:`IncrementalRunner`.
+
+        ``image_shape`` defaults to the network's ``image_shape`` attribute; ``context`` is
+        the flattened condition of the ``batch`` images (``None`` if none).
+        """
+        shape = getattr(self, "image_shape", None) if image_shape is None else image_shape
+        if shape is None:
+            raise ValueError("image_shape: the network has no image_shape; pass (C, H, W)")
+        example = None if context is None else context[:1]
+        return _RunnerSession(IncrementalRunner(self, shape, example), batch, context)
+
+
+class IncrementalSession:
+    r"""Generation of ``batch`` images element by element with cached network state.
+
+    The protocol between an autoregressive image distribution and its network
+    (``net.incremental(batch, context)`` returns one):
+
+    * ``x``: a ``(batch, C, H W)`` tensor, the image being generated, zero at first. The
+      caller writes element :math:`t = p C + c` (pixel :math:`p = i W + j`, channel
+      :math:`c`) into ``x[:, c, p]`` after drawing it.
+    * ``step(t)``: called for :math:`t = 0, 1, \dots, C H W - 1` in order, each time after
+      every element before :math:`t` has been written; returns the network's output
+      ``(batch, P)`` at pixel :math:`p` - the same numbers a full forward pass over ``x``
+      would give there (the parameters of element :math:`t`'s conditional).
+
+    Implementations: :class:`IncrementalRunner`'s plan for :class:`CausalNet` graphs; the
+    recurrent networks of :mod:`pyro_lgm.nn.pixelrnn` carry their LSTM states.
+    """
+
+    x: torch.Tensor
+
+    def step(self, t: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _RunnerSession(IncrementalSession):
+    def __init__(self, runner: IncrementalRunner, batch: int, context: Any) -> None:
+        c, h, w = runner.image_shape
+        self.runner, self.width = runner, h * w
+        self.caches = runner.start(batch, context)
+        self.channels = c
+        # a view of the graph's input map (B, H W + 1, C): writes reach the caches
+        self.x = self.caches["x"].transpose(1, 2)[:, :, : h * w]
+        self.out = self.caches[runner.net.output_map]
+
+    def step(self, t: int) -> torch.Tensor:
+        self.runner.step(self.caches, t)
+        return self.out[:, t // self.channels]
 
 
 # ------------------------------------------------------------------------ cached sampling
