@@ -1,6 +1,7 @@
-"""PixelCNN-family image models: test likelihood at a compute budget, and sampling speed.
+"""Autoregressive image models (PixelCNN family, PixelRNN, PixelSNAIL): test likelihood at a
+compute budget, sampling speed and throughput.
 
-Four subcommands; each trains (or builds) a :mod:`pyro_lgm.models` PixelCNN with Adam on
+Five subcommands; each trains (or builds) a :mod:`pyro_lgm.models` PixelCNN with Adam on
 one data set for ``--minutes`` of training time - CPU time of this process
 (``time.process_time``) on the CPU, synchronized wall time on CUDA; evaluation excluded -
 so that a contended machine still gives a fair figure. Every ``--curve-every``
@@ -8,8 +9,9 @@ budget-minutes a learning-curve point is recorded: the mean test NLL on a fixed 
 subset of ``--curve-size`` test images (seed 1234). At the end the test (and, where the data
 has one, validation) NLL with its standard error over images.
 
-``mnist``: binarized MNIST (50 000 / 10 000 / 10 000), ``--model gated`` (default) or
-``pixelcnn`` with Bernoulli outputs; NLL in nats. The default model (gated, hidden 16, 6
+``mnist``: binarized MNIST (50 000 / 10 000 / 10 000), ``--model gated`` (default),
+``pixelcnn``, ``rowlstm``, ``diagbilstm`` (``--layers`` LSTM layers) or ``pixelsnail``
+(``--blocks``, ``--resnets`` per block, ``--heads``) with Bernoulli outputs; NLL in nats. The default model (gated, hidden 16, 6
 layers, 30k parameters) trains at about 120-140 images per CPU-second on one thread; in a
 budget of minutes ``--batch 16`` gets further than the default 64 (4x the steps for about the
 same images: after one CPU-minute 99 against 118 nats on a 2-core machine).
@@ -21,9 +23,15 @@ the speed-up, and the number of pixels where the two differ (0 expected; in floa
 uniform landing within rounding of a CDF step can flip one, ``--float64`` removes that).
 ``--model pixelcnnpp`` samples 8-bit grey images instead.
 
+``throughput``: each model of ``--models`` (untrained, binary ``--size`` images, the sizes
+in ``THROUGHPUT``: parameter counts near each other's) - ``log_prob`` images per second
+without gradients, training images per second (``log_prob`` + backward), and seconds per
+sampled image (cached generation; naive too with ``--naive``), each with its ratio to the
+Gated PixelCNN's time measured in the same run.
+
 ``digits``: scikit-learn's digits as 8-bit 8x8 images (1197 / 300 / 300; no data files),
-``--model pixelcnnpp`` (default, discretized logistic mixture), ``gated`` or ``pixelcnn``
-(256-way softmax); bits/dim = NLL / (64 ln 2). Only 17 grey levels occur, so the figure is
+``--model pixelcnnpp`` (default, discretized logistic mixture), ``pixelsnail`` (logistic
+mixture), ``gated`` or ``pixelcnn`` (256-way softmax); bits/dim = NLL / (64 ln 2). Only 17 grey levels occur, so the figure is
 far below natural images' and comparable with nothing published.
 
 ``cifar``: the project's CIFAR-10 **subset** (4000 train / 1000 test), ``--model pixelcnnpp``
@@ -35,6 +43,10 @@ papers' full-test-set figures (PixelCNN++ 2.92).
         --save-model gated.pt --samples-png samples.png --completions-png completions.png
     python benchmarks/pixelcnn.py sampling --load gated.pt
     python benchmarks/pixelcnn.py sampling --model pixelcnnpp --float64
+    python benchmarks/pixelcnn.py mnist --data ../shared/data --model diagbilstm --layers 2 \\
+        --batch 16 --minutes 10
+    python benchmarks/pixelcnn.py throughput
+    python benchmarks/pixelcnn.py digits --model pixelsnail --minutes 5
     python benchmarks/pixelcnn.py digits --minutes 5 --samples-png digits.png
     python benchmarks/pixelcnn.py cifar --data ../shared/data --minutes 5 --hidden 32 \\
         --resnets 1 --batch 8 --test-size 200   # a CPU-sized run (the defaults are a GPU's)
@@ -81,7 +93,15 @@ CIFAR_ANCHORS = [
     ("Gated PixelCNN (van den Oord et al. 2016b)", "3.03"),
     ("PixelCNN++ (Salimans et al. 2017)", "2.92"),
 ]
-NAMES = {"gated": "Gated PixelCNN", "pixelcnn": "PixelCNN", "pixelcnnpp": "PixelCNN++"}
+NAMES = {
+    "gated": "Gated PixelCNN",
+    "pixelcnn": "PixelCNN",
+    "pixelcnnpp": "PixelCNN++",
+    "rowlstm": "Row LSTM",
+    "diagbilstm": "Diagonal BiLSTM",
+    "pixelsnail": "PixelSNAIL",
+}
+RNNS = ("rowlstm", "diagbilstm")
 
 
 # ----------------------------------------------------------------------------- models
@@ -98,6 +118,17 @@ def model_config(args: argparse.Namespace, image_shape: tuple[int, int, int], bi
             "dropout": args.dropout,
             "num_scales": args.scales,
         }
+    elif args.model == "pixelsnail":
+        kwargs = {
+            "hidden_channels": args.hidden,
+            "num_blocks": args.blocks,
+            "num_resnets": args.resnets,
+            "heads": args.heads,
+            "output": "bernoulli" if bits == 1 else "logistic_mixture",
+            "bits": None if bits == 1 else bits,
+            "num_mixtures": args.mixtures,
+            "dropout": args.dropout,
+        }
     else:
         kwargs = {
             "hidden_channels": args.hidden,
@@ -109,12 +140,15 @@ def model_config(args: argparse.Namespace, image_shape: tuple[int, int, int], bi
 
 
 def make_model(config: dict) -> torch.nn.Module:
-    cls = {
-        "gated": models.GatedPixelCNN,
-        "pixelcnn": models.PixelCNN,
-        "pixelcnnpp": models.PixelCNNPP,
+    attr = {
+        "gated": "GatedPixelCNN",
+        "pixelcnn": "PixelCNN",
+        "pixelcnnpp": "PixelCNNPP",
+        "rowlstm": "RowLSTM",
+        "diagbilstm": "DiagonalBiLSTM",
+        "pixelsnail": "PixelSNAIL",
     }[config["model"]]
-    return cls(tuple(config["image_shape"]), **config["kwargs"])
+    return getattr(models, attr)(tuple(config["image_shape"]), **config["kwargs"])
 
 
 def describe_model(config: dict) -> str:
@@ -123,6 +157,12 @@ def describe_model(config: dict) -> str:
         size = (
             f"hidden {k['hidden_channels']}, {k['num_resnets']} resnets x {k['num_scales']} "
             f"scales, {k['num_mixtures']} mixtures, dropout {k['dropout']:g}"
+        )
+    elif config["model"] == "pixelsnail":
+        out = k["output"] if k["bits"] is None else f"{k['output']} {k['bits']}-bit"
+        size = (
+            f"hidden {k['hidden_channels']}, {k['num_blocks']} blocks x {k['num_resnets']} "
+            f"resnets, {k['heads']} head(s), {out}"
         )
     else:
         out = k["output"] if k["bits"] is None else f"{k['output']} {k['bits']}-bit"
@@ -521,6 +561,104 @@ def run_sampling(args: argparse.Namespace, clock: Clock, result: dict, log) -> N
     )
 
 
+#: the throughput comparison: each model at a size near the others' parameter count
+THROUGHPUT = {
+    "gated": {"hidden_channels": 16, "num_layers": 8},
+    "pixelcnn": {"hidden_channels": 16, "num_layers": 6},
+    "rowlstm": {"hidden_channels": 16, "num_layers": 2},
+    "diagbilstm": {"hidden_channels": 16, "num_layers": 2},
+    "pixelsnail": {"hidden_channels": 16, "num_blocks": 2, "num_resnets": 2, "heads": 1},
+}
+
+
+def _rate(fn, seconds: float, clock: Clock) -> tuple[float, int]:
+    """Run ``fn`` once to warm up, then repeatedly for at least ``seconds``; the mean time
+    per call and the number of timed calls."""
+    fn()
+    t0, calls = clock.now(), 0
+    while True:
+        fn()
+        calls += 1
+        spent = clock.now() - t0
+        if spent >= seconds:
+            return spent / calls, calls
+
+
+def run_throughput(args: argparse.Namespace, clock: Clock, result: dict, log) -> None:
+    """Per model: ``log_prob`` images/s (no gradients), training images/s (``log_prob`` +
+    backward) on binary ``--size`` images, and seconds per sampled image (cached; naive
+    with ``--naive``)."""
+    shape = (1, args.size, args.size)
+    rows = []
+    g = torch.Generator().manual_seed(args.seed)
+    x = torch.randint(0, 2, (args.batch, *shape), generator=g).to(args.device, args.dtype)
+    for name in args.models:
+        torch.manual_seed(args.seed)
+        kwargs = dict(THROUGHPUT[name], output="bernoulli")
+        config = {"model": name, "image_shape": list(shape), "kwargs": kwargs}
+        model = make_model(config).to(device=args.device, dtype=args.dtype).eval()
+
+        def forward(model=model) -> None:
+            with torch.no_grad():
+                model().log_prob(x)
+
+        def train_step(model=model) -> None:
+            model.zero_grad(set_to_none=True)
+            (-model().log_prob(x).mean()).backward()
+
+        per_call, calls = _rate(forward, args.seconds, clock)
+        per_step, _ = _rate(train_step, args.seconds, clock)
+        gen = torch.Generator(device=args.device).manual_seed(args.seed)
+        t0 = clock.now()
+        model().sample((args.num_samples,), generator=gen)
+        cached = (clock.now() - t0) / args.num_samples
+        row = {
+            "model": name,
+            "name": NAMES[name],
+            "kwargs": THROUGHPUT[name],
+            "params": num_params(model),
+            "log_prob_images_per_s": round(args.batch / per_call, 1),
+            "log_prob_calls": calls,
+            "train_images_per_s": round(args.batch / per_step, 1),
+            "sample_s_per_image": round(cached, 4),
+        }
+        if args.naive:
+            t0 = clock.now()
+            model().sample((args.num_samples,), method="naive", generator=gen)
+            row["naive_sample_s_per_image"] = round((clock.now() - t0) / args.num_samples, 3)
+        log(f"{name}: {row}")
+        rows.append(row)
+    base = next((r for r in rows if r["model"] == "gated"), None)
+    result.update({"image_shape": list(shape), "batch": args.batch, "rows": rows})
+    unit = f"{clock.kind} s"
+    print(
+        f"| model | params | log_prob images/s | training images/s | {unit} per sample "
+        "(cached) |"
+        + (" naive |" if args.naive else "")
+        + "\n|---|---|---|---|---|"
+        + ("---|" if args.naive else "")
+    )
+    for r in rows:
+        rel = ""
+        if base is not None and r is not base:
+            rel = (
+                f" ({base['log_prob_images_per_s'] / r['log_prob_images_per_s']:.2f}x)",
+                f" ({base['train_images_per_s'] / r['train_images_per_s']:.2f}x)",
+                f" ({r['sample_s_per_image'] / base['sample_s_per_image']:.2f}x)",
+            )
+        a, b, c = rel or ("", "", "")
+        naive = f" {r['naive_sample_s_per_image']} |" if args.naive else ""
+        print(
+            f"| {r['name']} ({', '.join(f'{k}={v}' for k, v in r['kwargs'].items())}) | "
+            f"{r['params']} | {r['log_prob_images_per_s']}{a} | {r['train_images_per_s']}{b} | "
+            f"{r['sample_s_per_image']}{c} |{naive}"
+        )
+    print(
+        f"\nbatch {args.batch} binary {args.size}x{args.size} images, {args.threads} thread(s); "
+        "(Nx): the model's time per image over the Gated PixelCNN's, measured in the same run"
+    )
+
+
 def _parsers() -> tuple[argparse.ArgumentParser, dict]:
     """The parser and its subparsers. Every option is added to each subparser separately
     (argparse's ``parents=`` shares the option objects, so one subcommand's
@@ -541,7 +679,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict]:
         sp.add_argument("--resnets", type=int, help="pixelcnnpp resnets per scale")
         sp.add_argument("--scales", type=int, help="pixelcnnpp resolutions")
         sp.add_argument("--mixtures", type=int, help="pixelcnnpp logistic components")
-        sp.add_argument("--dropout", type=float, help="pixelcnnpp dropout")
+        sp.add_argument("--dropout", type=float, help="pixelcnnpp / pixelsnail dropout")
+        sp.add_argument("--blocks", type=int, help="pixelsnail blocks (resnets + attention)")
+        sp.add_argument("--heads", type=int, help="pixelsnail attention heads")
 
     def train_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--data", default=os.environ.get("PYRO_LGM_DATA"), help="data home")
@@ -568,11 +708,12 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     subs = {}
+    every = ["gated", "pixelcnn", "pixelcnnpp", "rowlstm", "diagbilstm", "pixelsnail"]
     for name, help_, choices in (
-        ("mnist", "binarized MNIST", ["gated", "pixelcnn"]),
-        ("sampling", "cached against naive sampling", ["gated", "pixelcnn", "pixelcnnpp"]),
-        ("digits", "8-bit 8x8 digits", ["pixelcnnpp", "gated", "pixelcnn"]),
-        ("cifar", "CIFAR-10 subset", ["pixelcnnpp", "gated", "pixelcnn"]),
+        ("mnist", "binarized MNIST", ["gated", "pixelcnn", "rowlstm", "diagbilstm", "pixelsnail"]),
+        ("sampling", "cached against naive sampling", every),
+        ("digits", "8-bit 8x8 digits", ["pixelcnnpp", "gated", "pixelcnn", "pixelsnail"]),
+        ("cifar", "CIFAR-10 subset", ["pixelcnnpp", "gated", "pixelcnn", "pixelsnail"]),
     ):
         subs[name] = sp = sub.add_parser(name, help=help_, description=help_)
         common_args(sp)
@@ -581,18 +722,32 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict]:
             train_args(sp)
     subs["mnist"].set_defaults(hidden=16, layers=6, minutes=10.0, batch=64)
     subs["mnist"].set_defaults(curve_every=2.0, curve_size=500)
+    subs["mnist"].set_defaults(blocks=2, resnets=2, heads=1, mixtures=5, dropout=0.0)
     sp = subs["sampling"]
     sp.add_argument("--load", default=None, help="a model saved by mnist --save-model")
     sp.add_argument("--num-samples", type=int, default=16)
     sp.add_argument("--size", type=int, default=28, help="image height and width")
     sp.add_argument("--bits", type=int, default=None, help="bits per pixel (1: binary)")
     sp.set_defaults(hidden=16, layers=6, resnets=1, scales=2, mixtures=5, dropout=0.0)
+    sp.set_defaults(blocks=2, heads=1)
     sp = subs["digits"]
     sp.set_defaults(hidden=32, layers=5, resnets=2, scales=2, mixtures=5, dropout=0.1)
-    sp.set_defaults(minutes=5.0, batch=64, curve_every=1.0, curve_size=300)
+    sp.set_defaults(minutes=5.0, batch=64, curve_every=1.0, curve_size=300, blocks=2, heads=1)
     sp = subs["cifar"]
     sp.set_defaults(hidden=80, layers=8, resnets=2, scales=3, mixtures=10, dropout=0.5)
-    sp.set_defaults(minutes=5.0, batch=16, curve_every=1.0, curve_size=200)
+    sp.set_defaults(minutes=5.0, batch=16, curve_every=1.0, curve_size=200, blocks=2, heads=1)
+    sp = subs["throughput"] = sub.add_parser(
+        "throughput",
+        help="log_prob images/s and seconds per sample of each model",
+        description="log_prob images/s and seconds per sample of each model",
+    )
+    common_args(sp)
+    sp.add_argument("--models", nargs="+", choices=list(THROUGHPUT), default=list(THROUGHPUT))
+    sp.add_argument("--size", type=int, default=28, help="image height and width")
+    sp.add_argument("--batch", type=int, default=64, help="images per log_prob call")
+    sp.add_argument("--num-samples", type=int, default=4, help="images sampled at once")
+    sp.add_argument("--seconds", type=float, default=3.0, help="time per log_prob figure")
+    sp.add_argument("--naive", action="store_true", help="also time naive sampling")
     return p, subs
 
 
@@ -600,10 +755,20 @@ def main(argv: list[str] | None = None) -> dict:
     p, subs = _parsers()
     args = p.parse_args(argv)
     sp = subs[args.command]  # its errors name the subcommand
-    for name in ("threads", "num_samples", "size", "hidden", "layers", "batch", "mixtures"):
+    for name in (
+        "threads",
+        "num_samples",
+        "size",
+        "hidden",
+        "layers",
+        "batch",
+        "mixtures",
+        "blocks",
+        "heads",
+    ):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
             sp.error(f"--{name.replace('_', '-')}: expected a positive integer")
-    for name in ("minutes", "curve_every"):
+    for name in ("minutes", "curve_every", "seconds"):
         if getattr(args, name, 1) is not None and not getattr(args, name, 1) > 0:
             sp.error(f"--{name.replace('_', '-')}: expected a positive number")
     if args.command == "sampling" and args.bits is not None and not 1 <= args.bits <= 8:
@@ -632,6 +797,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if args.command == "sampling":
         run_sampling(args, clock, result, log)
+    elif args.command == "throughput":
+        run_throughput(args, clock, result, log)
     else:
         run_training(args.command, args, clock, result, log)
     if args.json:
