@@ -11,10 +11,11 @@ has one, validation) NLL with its standard error over images.
 
 ``mnist``: binarized MNIST (50 000 / 10 000 / 10 000), ``--model gated`` (default),
 ``pixelcnn``, ``rowlstm``, ``diagbilstm`` (``--layers`` LSTM layers) or ``pixelsnail``
-(``--blocks``, ``--resnets`` per block, ``--heads``) with Bernoulli outputs; NLL in nats. The default model (gated, hidden 16, 6
-layers, 30k parameters) trains at about 120-140 images per CPU-second on one thread; in a
-budget of minutes ``--batch 16`` gets further than the default 64 (4x the steps for about the
-same images: after one CPU-minute 99 against 118 nats on a 2-core machine).
+(``--blocks``, ``--resnets`` per block, ``--heads``) with Bernoulli outputs; NLL in nats.
+The default model (gated, hidden 16, 6 layers, 30k parameters) trains at about 120-140
+images per CPU-second on one thread; in a budget of minutes ``--batch 16`` gets further than
+the default 64 (4x the steps for about the same images: after one CPU-minute 99 against 118
+nats on a 2-core machine).
 
 ``sampling``: the same model (built untrained, or ``--load`` a ``mnist --save-model`` file);
 ``--num-samples`` images drawn with ``sample(method="cached")`` (incremental generation) and
@@ -31,12 +32,13 @@ Gated PixelCNN's time measured in the same run.
 
 ``digits``: scikit-learn's digits as 8-bit 8x8 images (1197 / 300 / 300; no data files),
 ``--model pixelcnnpp`` (default, discretized logistic mixture), ``pixelsnail`` (logistic
-mixture), ``gated`` or ``pixelcnn`` (256-way softmax); bits/dim = NLL / (64 ln 2). Only 17 grey levels occur, so the figure is
-far below natural images' and comparable with nothing published.
+mixture), ``gated`` or ``pixelcnn`` (256-way softmax); bits/dim = NLL / (64 ln 2). Only 17
+grey levels occur, so the figure is far below natural images' and comparable with nothing
+published.
 
 ``cifar``: the project's CIFAR-10 **subset** (4000 train / 1000 test), ``--model pixelcnnpp``
-(default), ``gated`` or ``pixelcnn``; bits/dim = NLL / (3072 ln 2). Not comparable with the
-papers' full-test-set figures (PixelCNN++ 2.92).
+(default), ``pixelsnail``, ``gated`` or ``pixelcnn``; bits/dim = NLL / (3072 ln 2). Not
+comparable with the papers' full-test-set figures (PixelCNN++ 2.92, PixelSNAIL 2.85).
 
     python benchmarks/pixelcnn.py mnist --data ../shared/data --minutes 10 --json mnist.json
     python benchmarks/pixelcnn.py mnist --data ../shared/data --minutes 10 \\
