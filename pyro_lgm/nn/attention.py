@@ -34,10 +34,10 @@ initialization rather than weight normalization with data-dependent initializati
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pyro_lgm.nn.causal import ConcatELU, Gate
+from pyro_lgm.nn.dot_attention import multi_head_attention
 from pyro_lgm.nn.resnet import ZeroConv2d, _check_int, _ConvNet
 
 __all__ = [
@@ -168,15 +168,13 @@ class MultiHeadSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_map(x, self.channels)
         n, c, h, w = x.shape
-        d = c // self.heads
-        # (N, 3C, H, W) -> (N, H W, 3, heads, d) -> 3 x (N, heads, H W, d); the first step is
-        # a free view when the map is channels-last
-        qkv = self.qkv(x).permute(0, 2, 3, 1).reshape(n, h * w, 3, self.heads, d)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # (N, 3C, H, W) -> (N, H W, 3C) -> 3 x (N, H W, C); the first step is a free view
+        # when the map is channels-last
+        q, k, v = self.qkv(x).permute(0, 2, 3, 1).reshape(n, h * w, 3 * c).chunk(3, -1)
         p = self.dropout if self.training else 0.0
-        o = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (N, heads, H W, d)
+        o = multi_head_attention(q, k, v, self.heads, dropout_p=p)  # (N, H W, C)
         # back to a channels-last (N, C, H, W) map, channel = head * d + j
-        return o.transpose(1, 2).reshape(n, h, w, c).permute(0, 3, 1, 2)
+        return o.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, heads={self.heads}, dropout={self.dropout}"

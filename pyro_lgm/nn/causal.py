@@ -17,6 +17,9 @@ inside a pixel, channel order (R, then G, then B). Its networks here are small g
   convolution).
 * pointwise ops (:class:`Pointwise` and subclasses): the same function at every position,
   with a declared channel dependence.
+* :class:`CausalAttention`: multi-head dot-product attention of the query at each position
+  over the keys and values of the positions strictly before it in raster order (PixelSNAIL,
+  Chen et al., 2018): one op that reaches every earlier pixel.
 
 :class:`CausalNet` runs such a graph in one parallel pass (``forward``, for ``log_prob``) and
 plans *cached incremental generation* (Ramachandran et al., 2017): from the masks, paddings
@@ -30,6 +33,9 @@ prediction that would need an element at or after its own raises ``ValueError``)
 References:
     A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu. *Pixel Recurrent Neural Networks*.
     ICML 2016.
+
+    X. Chen, N. Mishra, M. Rohaninejad, P. Abbeel. *PixelSNAIL: An Improved Autoregressive
+    Generative Model*. ICML 2018.
 
     P. Ramachandran, T. L. Paine, P. Khorrami, M. Babaeizadeh, S. Chang, Y. Zhang,
     M. Hasegawa-Johnson, R. H. Campbell, T. S. Huang. *Fast Generation for Convolutional
@@ -46,7 +52,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyro_lgm.nn.dot_attention import multi_head_attention
+
 __all__ = [
+    "CausalAttention",
     "CausalNet",
     "Concat",
     "ConcatELU",
@@ -358,6 +367,104 @@ class ConcatELU(Pointwise):
         return torch.cat([r, r], 0)
 
 
+class CausalAttention(nn.Module):
+    r"""Causal multi-head attention over the raster order of three maps ``q``, ``k``, ``v``.
+
+    With positions :math:`p = i W + j` in raster order and channels cut into ``heads``
+    contiguous groups (:func:`pyro_lgm.nn.dot_attention.multi_head_attention`), head
+    :math:`m` at position :math:`p` returns
+
+    .. math::
+        o^{m}_p = \sum_{p' < p} \frac{\exp(q^{m}_p \cdot k^{m}_{p'} / \sqrt{d})}
+        {\sum_{p'' < p} \exp(q^{m}_p \cdot k^{m}_{p''} / \sqrt{d})} \, v^{m}_{p'},
+
+    :math:`d` the channels of a query head, and zeros at :math:`p = 0` (nothing before it).
+    The query is read at :math:`p` itself, keys and values only at earlier positions, so the
+    output at :math:`p` may be fed keys and values computed from the pixels up to and
+    including their own position (PixelSNAIL feeds them the image). ``strict=False`` lets
+    :math:`p` also attend to itself (:math:`p' \le p`); with keys that read the current
+    pixel that variant is not causal, and :class:`IncrementalRunner` refuses it.
+
+    ``ready(rq, rk, rv)`` gives the plan of cached generation: every output channel at
+    :math:`p` is ready at the latest of the query's channels at :math:`p` and of the key and
+    value channels at every :math:`p' < p` (a running maximum over the raster order).
+
+    Args:
+        heads: number of heads; divides the channels of ``q`` / ``k`` and of ``v``.
+        strict: attend to earlier positions only (``True``) or also to the current one.
+
+    Shapes: ``q`` and ``k`` ``(B, Cq, H, W)``, ``v`` ``(B, Cv, H, W)``; output
+    ``(B, Cv, H, W)``.
+
+    Example:
+        >>> att = CausalAttention(heads=2)
+        >>> out = att(torch.randn(1, 4, 2, 3), torch.randn(1, 4, 2, 3), torch.randn(1, 6, 2, 3))
+        >>> out.shape, out[0, :, 0, 0].abs().max().item()
+        (torch.Size([1, 6, 2, 3]), 0.0)
+    """
+
+    def __init__(self, heads: int = 1, strict: bool = True) -> None:
+        super().__init__()
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+            raise ValueError(f"heads: expected an int >= 1, got {heads!r}")
+        if not isinstance(strict, bool):
+            raise ValueError(f"strict: expected True or False, got {strict!r}")
+        self.heads, self.strict = heads, strict
+
+    def mask(self, queries: torch.Tensor, length: int) -> torch.Tensor:
+        """``(n, length)`` bool: which key positions each query position (flat) may read."""
+        keys = torch.arange(length, device=queries.device)
+        return keys[None, :] < queries[:, None] + (0 if self.strict else 1)
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Channels-last attention: ``q`` ``(B, n, Cq)``, ``k`` ``(B, L, Cq)``, ``v``
+        ``(B, L, Cv)``, ``mask`` ``(n, L)`` -> ``(B, n, Cv)``."""
+        return multi_head_attention(q, k, v, self.heads, mask)
+
+    def _check(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if t.dim() != 4:
+                raise ValueError(f"{name}: expected a map (B, C, H, W), got {tuple(t.shape)}")
+        if k.shape != q.shape or v.shape[0] != q.shape[0] or v.shape[2:] != q.shape[2:]:
+            raise ValueError(
+                f"q, k, v: expected q and k of one shape (B, Cq, H, W) and v (B, Cv, H, W), got "
+                f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+            )
+        for name, c in (("q", q.shape[1]), ("v", v.shape[1])):
+            if c % self.heads:
+                raise ValueError(
+                    f"heads: {self.heads} heads do not divide the {c} channels of {name}"
+                )
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        self._check(q, k, v)
+        b, cv, h, w = v.shape
+        length = h * w
+        pos = torch.arange(length, device=q.device)
+        o = self.attend(
+            q.flatten(2).transpose(1, 2),
+            k.flatten(2).transpose(1, 2),
+            v.flatten(2).transpose(1, 2),
+            self.mask(pos, length),
+        )
+        return o.transpose(1, 2).reshape(b, cv, h, w)
+
+    def ready(self, rq: torch.Tensor, rk: torch.Tensor, rv: torch.Tensor) -> torch.Tensor:
+        """The output's step map ``(Cv, H, W)`` from those of ``q``, ``k``, ``v``."""
+        cv, h, w = rv.shape
+        at_q = rq.flatten(1).amax(0)  # (L,)
+        kv = torch.maximum(rk.flatten(1).amax(0), rv.flatten(1).amax(0))
+        seen = kv.cummax(0).values  # the latest key / value at positions <= p
+        if self.strict:  # positions < p; none before p = 0
+            seen = torch.cat([seen.new_zeros(1), seen[:-1]])
+        return torch.maximum(at_q, seen).reshape(1, h, w).expand(cv, h, w).clone()
+
+    def extra_repr(self) -> str:
+        return f"heads={self.heads}, strict={self.strict}"
+
+
 def _unique_rows(dep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rows, inverse = torch.unique(dep.flatten(1), dim=0, return_inverse=True)
     return rows, inverse
@@ -491,6 +598,10 @@ class IncrementalRunner:
     are recomputed at their own step. The output must be ready at step :math:`t` for
     element :math:`t`, which proves the network autoregressive.
 
+    A :class:`CausalAttention` position is ready once its query and the keys and values of
+    every earlier position are (:meth:`CausalAttention.ready`); at that step the gathered
+    queries attend to the cached keys and values under the op's mask.
+
     The plan depends on the graph, the image size and the channel count only; the weights
     are read at each step, so one plan serves every parameter value.
 
@@ -548,13 +659,13 @@ class IncrementalRunner:
                 gathers.append(torch.where(src < 0, pad, src))
                 rflat = torch.cat([r.flatten(1), torch.zeros(r.shape[0], 1, dtype=r.dtype)], 1)
                 ready[out] = rflat[:, src].reshape(-1, ho, wo)
-            elif isinstance(op, Pointwise):
+            elif isinstance(op, (Pointwise, CausalAttention)):
                 gathers.append(None)
                 ready[out] = op.ready(*rin)
             else:
                 raise ValueError(
                     f"net: op {key} ({type(op).__name__}) is not a causal op (MaskedConv2d, "
-                    "Shift, ZeroInsert or a Pointwise subclass)"
+                    "Shift, ZeroInsert, CausalAttention or a Pointwise subclass)"
                 )
             if tuple(ready[out].shape) != tuple(shapes[out][1:]):
                 raise ValueError(
@@ -647,6 +758,9 @@ class IncrementalRunner:
                 weight, bias = weights[key], op.bias
             elif isinstance(op, (Shift, ZeroInsert)):
                 kind = "index"
+            elif isinstance(op, CausalAttention):
+                kind = "attention"  # index: the mask of the scheduled queries over the keys
+                index = op.mask(pos, caches[out].shape[1] - 1)
             else:
                 kind = "pointwise"
             work.append(
@@ -665,6 +779,10 @@ class IncrementalRunner:
                     val = val + bias
             elif kind == "index":
                 val = inputs[0].index_select(1, index)
+            elif kind == "attention":  # queries at pos; keys / values final before them
+                q, k, v = inputs
+                length = index.shape[1]
+                val = op.attend(q.index_select(1, pos), k[:, :length], v[:, :length], index)
             else:
                 args = [
                     v if v.dim() == 4 else v.index_select(1, pos).transpose(1, 2).unsqueeze(-1)
