@@ -7,7 +7,8 @@ defaults, overridable by ``--option key=value``), how to compute the negative
 log-likelihood of integer images and how to draw integer images. The training loss is the
 mean of :attr:`ImageModelSpec.nll`.
 
-Registered here: ``pixelcnn``, ``gated-pixelcnn`` and ``pixelcnn++`` (:mod:`pyro_lgm.models`),
+Registered here: ``pixelcnn``, ``gated-pixelcnn``, ``pixelcnn++`` and ``pixelsnail``
+(:mod:`pyro_lgm.models`),
 with CPU-sized defaults (8-bit digits trains in a minute or two). A flow registers the same
 way; for a builder ``glow(shape, levels=..., steps=..., hidden=..., bits=8)`` whose model has
 ``log_likelihood(x)`` (nats per image of integer images, by uniform dequantization) and
@@ -476,6 +477,41 @@ register_image_model(
         nll=_pixel_nll,
         sample=_pixel_sample,
         description="PixelCNN++ (Salimans et al. 2017): discretized logistic mixture output",
+    ),
+)
+
+
+def _pixelsnail(shape: Shape, bits: int, options: dict[str, Any]) -> nn.Module:
+    from pyro_lgm.models import PixelSNAIL
+
+    o = dict(options)
+    output = o.pop("output")
+    if output == "auto":  # Bernoulli for binary data, else PixelSNAIL's logistic mixture
+        output = "bernoulli" if bits == 1 else "logistic_mixture"
+    if output == "bernoulli" and bits != 1:
+        raise ValueError(f"output=bernoulli needs binary data, got {bits}-bit pixels")
+    return PixelSNAIL(shape, output=output, bits=None if output == "bernoulli" else bits, **o)
+
+
+register_image_model(
+    "pixelsnail",
+    ImageModelSpec(
+        build=_pixelsnail,
+        defaults={
+            "hidden_channels": 16,
+            "num_blocks": 2,
+            "num_resnets": 1,
+            "heads": 1,
+            "key_channels": 16,
+            "value_channels": 16,
+            "output": "auto",
+            "num_mixtures": 5,
+            "dropout": 0.0,
+        },
+        nll=_pixel_nll,
+        sample=_pixel_sample,
+        description="PixelSNAIL (Chen et al. 2018): gated causal convolutions + causal "
+        "self-attention over every earlier pixel",
     ),
 )
 

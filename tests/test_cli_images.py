@@ -275,3 +275,30 @@ def test_flowpp_trains_and_samples_from_the_command_line(dequantization, tmp_pat
     png = tmp_path / "fpp.png"
     assert main(["sample", "--checkpoint", str(ckpt), "--out", str(png), "--num", "4"]) == 0
     assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+# ------------------------------------------- PixelRNN / PixelSNAIL through the CLI
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        (
+            "pixelsnail",
+            ["hidden_channels=4", "num_blocks=1", "key_channels=4", "value_channels=4"],
+        ),
+    ],
+)
+def test_train_and_sample_the_newer_families(tmp_path, capsys, name, options):
+    ckpt, png = tmp_path / "m.pt", tmp_path / "s.png"
+    argv = ["train", name, "--checkpoint", str(ckpt), "--quiet", "--steps", "2"]
+    argv += ["--batch-size", "8"] + [a for o in options for a in ("--option", o)]
+    assert main(argv) == 0
+    assert "bits/dim" in capsys.readouterr().out
+    meta = read_metadata(load_checkpoint(ckpt))
+    assert meta["model"] == name and meta["shape"] == [1, 8, 8]
+    assert main(["sample", "--checkpoint", str(ckpt), "--num", "4", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    model, _ = load_trained(ckpt)
+    x = model.sample(2, 1.0)
+    assert x.shape == (2, 1, 8, 8) and bool(((x >= 0) & (x <= 255)).all())
