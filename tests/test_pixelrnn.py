@@ -244,6 +244,14 @@ def test_every_session_step_equals_the_forward_pass(name, make, kind):
             session.x[:, ch, p] = x.reshape(3, c, h * w)[:, ch, p]
 
 
+def test_cached_sampling_identical_in_float32():
+    net = _random(lnn.DiagonalBiLSTM((1, 8, 8), 4, 2), live=False, dtype=torch.float32)
+    d = ld.DiagonalBiLSTM(net)
+    a = d.sample((3,), generator=torch.Generator().manual_seed(0))
+    b = d.sample((3,), method="naive", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+
+
 def test_completion_is_the_same_cached_or_naive():
     d = _dist(FAMILIES[1][1], None)
     obs = d.sample((2,), generator=torch.Generator().manual_seed(0))

@@ -206,7 +206,7 @@ class RowLSTM(_PixelRNN):
     map in one call), :math:`K^{ss}` a ``1 x 3`` convolution of the previous row's hidden state
     (zero padded), :math:`y` the optional condition, and the residual
     :math:`x_{l+1} = x_l + W^r_l h_l` (``1 x 1``, mask B). The receptive field is triangular:
-    with ``L`` layers and a ``k x k`` first kernel (:math:`r = k // 2`), the output at
+    with ``L`` layers and a ``k x k`` first kernel (:math:`r = k // 2 \ge 1`), the output at
     :math:`(i, j)` reads the pixels :math:`(i - m, j + d)` with :math:`-m - L - r \le d \le -1`
     for :math:`m = 0` and :math:`-m - L - r \le d \le m + r - 1` for :math:`m \ge 1` (and the
     earlier channels of the pixel itself) - not the pixels of the rows above further right.
