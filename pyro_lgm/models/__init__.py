@@ -16,6 +16,7 @@ from pyro_lgm.models.hvae import HierarchicalVAE
 from pyro_lgm.models.made import MADE
 from pyro_lgm.models.nade import NADE, RNADE, DeepNADE
 from pyro_lgm.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNPP
+from pyro_lgm.models.pixelrnn import DiagonalBiLSTM, RowLSTM
 from pyro_lgm.models.pixelsnail import PixelSNAIL
 from pyro_lgm.models.pixelvae import PixelVAE
 from pyro_lgm.models.spline import nsf
@@ -33,6 +34,7 @@ __all__ += ["conditional_planar_flow", "conditional_radial_flow", "planar_flow",
 __all__ += ["iaf", "maf"]
 __all__ += ["HierarchicalVAE", "PixelVAE", "VAE"]
 __all__ += ["GatedPixelCNN", "PixelCNN", "PixelCNNPP"]
+__all__ += ["DiagonalBiLSTM", "RowLSTM"]
 __all__ += ["ImageFlow", "glow", "realnvp_image"]
 __all__ += ["flowpp"]
 __all__ += ["PixelSNAIL"]

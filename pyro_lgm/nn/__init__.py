@@ -7,6 +7,7 @@ from pyro_lgm.nn.masked import MADE, MaskedLinear
 from pyro_lgm.nn.nade import NADE, RNADE, DeepNADE
 from pyro_lgm.nn.pixelcnn import GatedPixelCNN, PixelCNN
 from pyro_lgm.nn.pixelcnnpp import PixelCNNPP
+from pyro_lgm.nn.pixelrnn import DiagonalBiLSTM, RowLSTM
 from pyro_lgm.nn.pixelsnail import PixelSNAIL
 from pyro_lgm.nn.resnet import GlowConvNet, ResNetConvNet, ZeroConv2d
 from pyro_lgm.nn.vae import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
@@ -32,3 +33,4 @@ __all__: list[str] = [
     "mlp_decoder",
     "mlp_encoder",
 ]
+__all__ += ["DiagonalBiLSTM", "RowLSTM"]
