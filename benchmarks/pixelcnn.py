@@ -567,8 +567,8 @@ def run_sampling(args: argparse.Namespace, clock: Clock, result: dict, log) -> N
 THROUGHPUT = {
     "gated": {"hidden_channels": 16, "num_layers": 8},
     "pixelcnn": {"hidden_channels": 16, "num_layers": 6},
-    "rowlstm": {"hidden_channels": 16, "num_layers": 2},
-    "diagbilstm": {"hidden_channels": 16, "num_layers": 2},
+    "rowlstm": {"hidden_channels": 24, "num_layers": 2},
+    "diagbilstm": {"hidden_channels": 24, "num_layers": 2},
     "pixelsnail": {"hidden_channels": 16, "num_blocks": 2, "num_resnets": 2, "heads": 1},
 }
 

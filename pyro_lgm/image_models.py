@@ -7,8 +7,8 @@ defaults, overridable by ``--option key=value``), how to compute the negative
 log-likelihood of integer images and how to draw integer images. The training loss is the
 mean of :attr:`ImageModelSpec.nll`.
 
-Registered here: ``pixelcnn``, ``gated-pixelcnn``, ``pixelcnn++`` and ``pixelsnail``
-(:mod:`pyro_lgm.models`),
+Registered here: ``pixelcnn``, ``gated-pixelcnn``, ``pixelcnn++``, ``row-lstm``,
+``diagonal-bilstm`` and ``pixelsnail`` (:mod:`pyro_lgm.models`),
 with CPU-sized defaults (8-bit digits trains in a minute or two). A flow registers the same
 way; for a builder ``glow(shape, levels=..., steps=..., hidden=..., bits=8)`` whose model has
 ``log_likelihood(x)`` (nats per image of integer images, by uniform dequantization) and
@@ -479,6 +479,32 @@ register_image_model(
         description="PixelCNN++ (Salimans et al. 2017): discretized logistic mixture output",
     ),
 )
+
+
+for _name, _attr, _what in (
+    ("row-lstm", "RowLSTM", "Row LSTM (van den Oord et al. 2016a): an LSTM over rows, "),
+    (
+        "diagonal-bilstm",
+        "DiagonalBiLSTM",
+        "Diagonal BiLSTM (van den Oord et al. 2016a): two LSTMs along the diagonals, ",
+    ),
+):
+    register_image_model(
+        _name,
+        ImageModelSpec(
+            build=_pixelcnn_builder(_attr),
+            defaults={
+                "hidden_channels": 16,
+                "num_layers": 2,
+                "output": _PIXELCNN_OUTPUT,
+                "num_mixtures": 5,
+                "first_kernel": 7,
+            },
+            nll=_pixel_nll,
+            sample=_pixel_sample,
+            description=_what + "masked 7x7 input layer, residual connections",
+        ),
+    )
 
 
 def _pixelsnail(shape: Shape, bits: int, options: dict[str, Any]) -> nn.Module:

@@ -287,6 +287,8 @@ def test_flowpp_trains_and_samples_from_the_command_line(dequantization, tmp_pat
             "pixelsnail",
             ["hidden_channels=4", "num_blocks=1", "key_channels=4", "value_channels=4"],
         ),
+        ("row-lstm", ["hidden_channels=2", "num_layers=1", "first_kernel=3"]),
+        ("diagonal-bilstm", ["hidden_channels=2", "num_layers=1", "first_kernel=3"]),
     ],
 )
 def test_train_and_sample_the_newer_families(tmp_path, capsys, name, options):
