@@ -122,7 +122,10 @@ def test_temperature_needs_a_model_that_supports_it(trained, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["train", "nice"], "unknown image model 'nice'; known models: flowpp, gated-pixelcnn"),
+        (
+            ["train", "nice"],
+            "unknown image model 'nice'; known models: diagonal-bilstm, flowpp, gated-pixelcnn",
+        ),
         (["train", "pixelcnn", "--option", "depth=3"], "known options: first_kernel"),
         (["train", "pixelcnn", "--option", "depth"], "KEY=VALUE"),
         (["train", "pixelcnn", "--option", "hidden_channels=many"], "expected an integer"),
