@@ -512,13 +512,15 @@ def test_pixelcnn_mnist_trains_saves_and_draws_on_tiny_data(fake_mnist, tmp_path
     assert res["pixels"] == 2 * 784
 
 
-@pytest.mark.parametrize("model", ["gated", "pixelcnn", "pixelcnnpp"])
+@pytest.mark.parametrize(
+    "model", ["gated", "pixelcnn", "pixelcnnpp", "rowlstm", "diagbilstm", "pixelsnail"]
+)
 def test_pixelcnn_sampling_cached_equals_naive_in_float64(model, tmp_path, capsys):
     if model == "pixelcnnpp" and not _MIXTURE:
         pytest.skip("DiscretizedLogisticMixture (PixelCNN++'s output) not available yet")
     argv = ["sampling", "--model", model, "--size", "6", "--hidden", "4", "--layers", "2"]
     argv += ["--resnets", "1", "--scales", "2", "--mixtures", "2", "--num-samples", "3"]
-    argv += ["--float64", "--json", str(tmp_path / "s.json")]
+    argv += ["--blocks", "1", "--float64", "--json", str(tmp_path / "s.json")]
     _load("pixelcnn").main(argv)
     out = capsys.readouterr().out
     saved = json.loads((tmp_path / "s.json").read_text())
@@ -530,7 +532,40 @@ def test_pixelcnn_sampling_cached_equals_naive_in_float64(model, tmp_path, capsy
     assert "differ: 0 of 108 (float64)" in out
 
 
-@pytest.mark.parametrize("model", ["gated", pytest.param("pixelcnnpp", marks=_needs_mixture)])
+@pytest.mark.parametrize("model", ["rowlstm", "diagbilstm", "pixelsnail"])
+def test_pixel_models_train_on_mnist(model, fake_mnist, tmp_path, capsys):
+    """The PixelRNNs and PixelSNAIL through ``mnist``: finite figures, the model named."""
+    argv = ["mnist", "--data", str(fake_mnist), "--model", model, *_PIXELCNN_TINY]
+    argv += [*_PIXELCNN_BUDGET, "--blocks", "1", "--heads", "1", "--batch", "10"]
+    argv += ["--curve-size", "5"]
+    result = _load("pixelcnn").main(argv)
+    out = capsys.readouterr().out
+    assert result["config"]["model"] == model and math.isfinite(result["test"]["nll"])
+    name = {"rowlstm": "Row LSTM", "diagbilstm": "Diagonal BiLSTM", "pixelsnail": "PixelSNAIL"}
+    assert f"| this run: {name[model]} (hidden 2" in out
+    assert "| Diagonal BiLSTM (van den Oord et al. 2016a) | 79.20 |" in out
+
+
+def test_pixel_models_throughput_table(tmp_path, capsys):
+    argv = ["throughput", "--models", "gated", "rowlstm", "diagbilstm", "pixelsnail"]
+    argv += ["--size", "4", "--batch", "2", "--seconds", "0.01", "--num-samples", "1"]
+    argv += ["--naive", "--json", str(tmp_path / "t.json")]
+    result = _load("pixelcnn").main(argv)
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["gated", "rowlstm", "diagbilstm", "pixelsnail"]
+    assert rows == result["rows"]
+    for r in rows:
+        assert r["params"] > 0 and r["log_prob_images_per_s"] > 0 and r["log_prob_calls"] >= 1
+        assert r["train_images_per_s"] > 0 and r["sample_s_per_image"] > 0
+        assert r["naive_sample_s_per_image"] > 0
+    assert "| Row LSTM (hidden_channels=24, num_layers=2) |" in out
+    assert "over the Gated PixelCNN's, measured in the same run" in out
+
+
+@pytest.mark.parametrize(
+    "model", ["gated", "pixelsnail", pytest.param("pixelcnnpp", marks=_needs_mixture)]
+)
 def test_pixelcnn_digits_reports_bits_per_dim(model, tmp_path, capsys):
     argv = ["digits", "--model", model, *_PIXELCNN_TINY, *_PIXELCNN_BUDGET, "--batch", "16"]
     argv += ["--curve-size", "10", "--test-size", "20", "--valid-size", "10"]
