@@ -293,8 +293,10 @@ class RowLSTM(_PixelRNN):
             ss = self.state_to_state[layer]
             h_prev = c_prev = pre.new_zeros(b, self.hidden, pre.shape[-1])
             rows = []
-            for i in range(hh):
-                h_prev, c_prev = _lstm(pre[:, :, i] + ss(h_prev), c_prev)
+            # unbind, not pre[:, :, i]: a slice's backward would write a full-size zero map
+            # per row; unbind's is one stack
+            for pre_i in pre.unbind(2):
+                h_prev, c_prev = _lstm(pre_i + ss(h_prev), c_prev)
                 rows.append(h_prev)
             s = s + self.residual[layer](torch.stack(rows, 2))
         return self._head(s)
@@ -408,10 +410,11 @@ class DiagonalBiLSTM(_PixelRNN):
         valid = skew(pre.new_ones(1, 1, hh, ww))[0, 0]  # (H, S): inside the image
         h_col = c_col = pre.new_zeros(b, self.hidden, hh)
         cols = []
-        for s in range(hh + ww - 1):
-            gates = sk[..., s] + ss(F.pad(h_col, (1, 0)))  # rows i - 1 and i of column s - 1
+        # unbind, not sk[..., s]: one stacked gradient instead of a full-size one per column
+        for sk_s, valid_s in zip(sk.unbind(-1), valid.unbind(-1)):
+            gates = sk_s + ss(F.pad(h_col, (1, 0)))  # rows i - 1 and i of column s - 1
             h_col, c_col = _lstm(gates, c_col)
-            h_col, c_col = h_col * valid[:, s], c_col * valid[:, s]
+            h_col, c_col = h_col * valid_s, c_col * valid_s
             cols.append(h_col)
         return unskew(torch.stack(cols, -1), ww)
 
