@@ -94,6 +94,7 @@ CIFAR_ANCHORS = [
     ("PixelCNN (van den Oord et al. 2016a)", "3.14"),
     ("Gated PixelCNN (van den Oord et al. 2016b)", "3.03"),
     ("PixelCNN++ (Salimans et al. 2017)", "2.92"),
+    ("PixelSNAIL (Chen et al. 2018)", "2.85"),
 ]
 NAMES = {
     "gated": "Gated PixelCNN",
