@@ -365,3 +365,21 @@ def test_svi_steps_lower_the_nll(cls):
         after = float(-model().log_prob(x).mean())
     assert after < before - 1.0, (before, after)
     pyro.clear_param_store()
+
+
+def test_the_property_case_field_is_the_triangle_and_leaves_pixels_out():
+    """The ``within`` mask of the property suite's Row LSTM case: the same set as the exact
+    test above, and not the whole past (else the case would check nothing new)."""
+    from tests.cases.pixelrnn import row_lstm_field
+
+    h, w, layers = 4, 7, 2
+    field = row_lstm_field(h, w, layers)
+    net = _random(lnn.RowLSTM((1, h, w), 3, layers))
+    x = _x(1, h, w)
+    for i in range(h):
+        for j in range(w):
+            got = {(p // w, p % w) for p in field[i * w + j].nonzero().flatten().tolist()}
+            assert got == _reached(net, i, j, x), (i, j)
+    past = torch.ones(h * w, h * w, dtype=torch.bool).tril(-1)
+    assert bool((field <= past).all()) and not bool((field == past).all())
+    assert not bool(row_lstm_field(4, 5, 2)[5, 4])  # (0, 4) misses the prediction (1, 0)

@@ -2,8 +2,9 @@
 
 Small enough to enumerate (``assert_normalized``: 2^9 binary 3x3 images, 4^6 two-bit RGB
 1x2 images). The Diagonal BiLSTM is checked for no blind spot; the Row LSTM's receptive field
-is triangular (the pixels of earlier rows far to the right are out of reach), so its check
-is causality only - its exact field is tested in tests/test_pixelrnn.py.
+is triangular (the pixels of earlier rows far to the right are out of reach), so its binary
+case is checked for no blind spot inside the derived triangle (``within``) and its RGB case
+for causality only; tests/test_pixelrnn.py checks that nothing outside the triangle reaches.
 """
 
 from __future__ import annotations
@@ -15,6 +16,31 @@ import pyro_lgm.distributions as ld
 import pyro_lgm.nn as lnn
 from tests.cases import ContextCheck, DistributionCase
 from tests.cases.pixelcnn import _autoregressive, _context_check, _ready
+
+
+def row_lstm_field(height: int, width: int, layers: int, reach: int = 3) -> torch.Tensor:
+    """``within[o, i]``: pixel ``i`` lies in the Row LSTM's receptive field of prediction
+    ``o`` (flat positions of a one-channel image), the triangle derived in
+    tests/test_pixelrnn.py: ``(i - m, j + d)`` for ``-layers - reach <= d <= -1`` when
+    ``m = 0`` and ``-m - layers - reach <= d <= m + reach - 1`` when ``m >= 1``."""
+    rows = torch.arange(height).repeat_interleave(width)
+    cols = torch.arange(width).repeat(height)
+    m = rows[:, None] - rows[None, :]  # rows above the prediction
+    d = cols[None, :] - cols[:, None]
+    left = d >= -m - layers - reach
+    return ((m == 0) & left & (d <= -1)) | ((m >= 1) & left & (d <= m + reach - 1))
+
+
+def _row_exact_field(make_net, height, width, layers):
+    """The Row LSTM's autoregressive check with its exact field: no blind spot *inside* the
+    triangle (every pixel there reaches the prediction), nothing at or after it."""
+    base = _autoregressive(make_net, ld.RowLSTM)
+
+    def case(draw, dtype, device):
+        fn, x, order, kwargs = base(draw, dtype, device)
+        return fn, x, order, dict(kwargs, within=row_lstm_field(height, width, layers))
+
+    return case
 
 
 def _class_labels(draw, device):
@@ -46,9 +72,8 @@ DISTRIBUTION_CASES = [
         name="rowlstm_binary_3x3",
         covers=(ld.RowLSTM,),
         make=_row_binary,
-        autoregressive=_autoregressive(
-            lambda: lnn.RowLSTM((1, 4, 5), 3, 2), ld.RowLSTM, no_blind_spot=False
-        ),
+        # on 4x5 the triangle misses pixels: e.g. (0, 4) does not reach the prediction (1, 0)
+        autoregressive=_row_exact_field(lambda: lnn.RowLSTM((1, 4, 5), 3, 2), 4, 5, 2),
         context_checks=[
             ContextCheck(
                 "vector",
