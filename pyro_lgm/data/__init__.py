@@ -28,6 +28,14 @@ from pyro_lgm.data.images import (
     save_image_grid,
 )
 from pyro_lgm.data.mnist import load_mnist, read_idx, write_idx
+from pyro_lgm.data.speech import (
+    RATES,
+    VOICES,
+    WORDS,
+    build_speech_corpus,
+    load_speech_corpus,
+    speech_segments,
+)
 from pyro_lgm.data.toy import Checkerboard, EightGaussians, Rings, TwoMoons
 
 __all__: list[str] = [
@@ -69,4 +77,11 @@ __all__: list[str] = [
     "log_normalizer",
     "reverse_kl",
     "rsample_with_log_prob",
+    # a speech corpus synthesized with espeak-ng (WaveNet)
+    "RATES",
+    "VOICES",
+    "WORDS",
+    "build_speech_corpus",
+    "load_speech_corpus",
+    "speech_segments",
 ]
