@@ -10,6 +10,7 @@ from pyro_lgm.nn.pixelcnnpp import PixelCNNPP
 from pyro_lgm.nn.pixelrnn import DiagonalBiLSTM, RowLSTM
 from pyro_lgm.nn.pixelsnail import PixelSNAIL
 from pyro_lgm.nn.resnet import GlowConvNet, ResNetConvNet, ZeroConv2d
+from pyro_lgm.nn.wavenet import WaveNet
 from pyro_lgm.nn.vae import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
 
 __all__: list[str] = [
@@ -34,3 +35,4 @@ __all__: list[str] = [
     "mlp_encoder",
 ]
 __all__ += ["DiagonalBiLSTM", "RowLSTM"]
+__all__ += ["WaveNet"]
