@@ -59,7 +59,9 @@ def mu_law_encode(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
     return torch.round((y + 1.0) * (mu / 2.0)).long().clamp(0, mu)
 
 
-def mu_law_decode(q: torch.Tensor, levels: int = 256, dtype: torch.dtype = torch.float32):
+def mu_law_decode(
+    q: torch.Tensor, levels: int = 256, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     r"""Levels ``0 .. levels - 1`` (any integer or integral real dtype) to ``[-1, 1]``:
     :math:`F^{-1}(2q/(L-1) - 1)`.
 
@@ -77,7 +79,8 @@ def mu_law_decode(q: torch.Tensor, levels: int = 256, dtype: torch.dtype = torch
     mu = levels - 1
     y = qd * (2.0 / mu) - 1.0
     x = torch.sign(y) * torch.expm1(y.abs() * math.log1p(mu)) / mu
-    return x.to(dtype)
+    # the end levels map to exactly -1 and 1 (the formula rounds them)
+    return torch.where(y.abs() == 1, y, x).to(dtype)
 
 
 def tones(

@@ -165,9 +165,7 @@ class WaveNet(_Contexts, TorchDistribution):
     ) -> None:
         if not isinstance(net, WaveNetNet):
             hint = "; pass the model's network (model.net)" if hasattr(net, "net") else ""
-            raise ValueError(
-                f"net: expected a pyro_lgm.nn.WaveNet, got {type(net).__name__}{hint}"
-            )
+            raise ValueError(f"net: expected a pyro_lgm.nn.WaveNet, got {type(net).__name__}{hint}")
         self.net = net
         self.length = _int("length", length, 1)
         batch_shape = self._init_contexts(net, self.length, global_context, local_context)
@@ -283,9 +281,7 @@ class WaveNet(_Contexts, TorchDistribution):
         shape = self._check_values(x, "x")
         if not x.is_floating_point():
             raise ValueError(f"x: expected a floating tensor, got dtype {x.dtype}")
-        if self._validate_args and (
-            not bool(torch.isfinite(x).all()) or bool((x.abs() > 1).any())
-        ):
+        if self._validate_args and (not bool(torch.isfinite(x).all()) or bool((x.abs() > 1).any())):
             raise ValueError("x: expected finite real values in [-1, 1]")
         y = x.to(self._dtype).expand(shape + self.event_shape).reshape(-1, self.length)
         g, loc = self._flat_contexts(shape)
@@ -387,8 +383,7 @@ class ContinuousWaveNet(_Contexts, TorchDistribution):
     def __init__(self, base: WaveNet, validate_args: bool | None = None) -> None:
         if not isinstance(base, WaveNet) or base.output != "logistic_mixture":
             raise ValueError(
-                "base: expected a pyro_lgm.distributions.WaveNet with a logistic-mixture "
-                "network"
+                "base: expected a pyro_lgm.distributions.WaveNet with a logistic-mixture network"
             )
         self.base = base
         self.net = base.net

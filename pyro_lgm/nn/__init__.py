@@ -10,8 +10,8 @@ from pyro_lgm.nn.pixelcnnpp import PixelCNNPP
 from pyro_lgm.nn.pixelrnn import DiagonalBiLSTM, RowLSTM
 from pyro_lgm.nn.pixelsnail import PixelSNAIL
 from pyro_lgm.nn.resnet import GlowConvNet, ResNetConvNet, ZeroConv2d
-from pyro_lgm.nn.wavenet import WaveNet
 from pyro_lgm.nn.vae import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
+from pyro_lgm.nn.wavenet import WaveNet
 
 __all__: list[str] = [
     "AttentionConvNet",

@@ -201,8 +201,7 @@ class WaveNet(nn.Module):
                 raise ValueError(f"global_context: labels must lie in 0..{self.num_classes - 1}")
         elif g.shape != (batch, self.global_dim):
             raise ValueError(
-                f"global_context: expected shape ({batch}, {self.global_dim}), got "
-                f"{tuple(g.shape)}"
+                f"global_context: expected shape ({batch}, {self.global_dim}), got {tuple(g.shape)}"
             )
         return g
 
