@@ -246,3 +246,23 @@ def test_model_and_adam_lower_the_nll_on_tones():
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.5, (losses[0], losses[-1])
     assert model.receptive_field == model.net.receptive_field == 9
+
+
+def test_sixteen_bit_mixture_samples_by_enumeration_cached_equals_naive():
+    net = _net(output="logistic_mixture", num_mixtures=2, layers_per_stack=2)
+    assert net.bits == 16 and net.num_params == 6
+    d = ld.WaveNet(net, 3, validate_args=True)
+    a = d.sample((2,), generator=torch.Generator().manual_seed(1), progress=True)
+    b = d.sample((2,), method="naive", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and bool(d.support.check(a).all())
+    assert torch.isfinite(d.log_prob(a)).all()
+
+
+def test_expand_carries_the_contexts():
+    net = _net(bits=2, global_dim=2, local_channels=1, local_upsample=2)
+    d = ld.WaveNet(net, 4, torch.randn(1, 2, dtype=F64), torch.randn(3, 1, 2, dtype=F64))
+    assert d.batch_shape == (3,)
+    e = d.expand((5, 3))
+    x = e.sample()
+    assert x.shape == (5, 3, 4)
+    torch.testing.assert_close(e.log_prob(x)[0], d.log_prob(x[0]))
