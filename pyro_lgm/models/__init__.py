@@ -27,6 +27,7 @@ from pyro_lgm.models.stacks import (
     radial_flow,
 )
 from pyro_lgm.models.vae import VAE
+from pyro_lgm.models.wavenet import WaveNet, wavenet
 
 __all__ = ["ConditionalNormal", "Flow", "nice", "realnvp"]
 __all__ += ["DeepNADE", "MADE", "NADE", "RNADE"]
@@ -46,3 +47,4 @@ __all__ += [
     "VariationalDequantization",
     "variational_dequantizer",
 ]
+__all__ += ["WaveNet", "wavenet"]

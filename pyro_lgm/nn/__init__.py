@@ -11,6 +11,7 @@ from pyro_lgm.nn.pixelrnn import DiagonalBiLSTM, RowLSTM
 from pyro_lgm.nn.pixelsnail import PixelSNAIL
 from pyro_lgm.nn.resnet import GlowConvNet, ResNetConvNet, ZeroConv2d
 from pyro_lgm.nn.vae import conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
+from pyro_lgm.nn.wavenet import WaveNet
 
 __all__: list[str] = [
     "AttentionConvNet",
@@ -34,3 +35,4 @@ __all__: list[str] = [
     "mlp_encoder",
 ]
 __all__ += ["DiagonalBiLSTM", "RowLSTM"]
+__all__ += ["WaveNet"]
