@@ -31,11 +31,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import wave
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from pyro_lgm.data.audio import read_wav, write_wav
 
 __all__ = [
     "RATES",
@@ -65,24 +66,6 @@ def _espeak() -> str:
             "not on PATH; install it (Debian / Ubuntu: apt-get install espeak-ng)"
         )
     return path
-
-
-def _read_pcm16(path: str) -> tuple[np.ndarray, int]:
-    with wave.open(path, "rb") as f:
-        if f.getsampwidth() != 2 or f.getnchannels() != 1:
-            raise ValueError(f"{path}: expected 16-bit mono PCM from espeak-ng")
-        rate = f.getframerate()
-        data = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
-    return data.astype(np.float64) / 32768.0, rate
-
-
-def _write_pcm16(path: str, x: np.ndarray, rate: int) -> None:
-    pcm = np.clip(np.round(x * 32767.0), -32768, 32767).astype("<i2")
-    with wave.open(path, "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(pcm.tobytes())
 
 
 def _sha256(path: str) -> str:
@@ -148,7 +131,8 @@ def build_speech_corpus(
         for word, voice, rate in jobs:
             cmd = [exe, "-v", voice, "-s", str(int(rate)), "-w", raw, word]
             subprocess.run(cmd, check=True, capture_output=True)
-            x, native = _read_pcm16(raw)  # espeak-ng writes 22 050 Hz
+            wav, native = read_wav(raw, dtype=torch.float64)  # espeak-ng: 22 050 Hz
+            x = wav.numpy()
             g = int(np.gcd(sample_rate, native))
             y = resample_poly(x, sample_rate // g, native // g) if native != sample_rate else x
             peak = float(np.max(np.abs(y))) if y.size else 0.0
@@ -156,7 +140,7 @@ def build_speech_corpus(
                 y = y * (0.9 / peak)
             name = f"{voice.replace('+', '_')}-{word}-{int(rate)}.wav"
             path = os.path.join(root, "wav", name)
-            _write_pcm16(path, y, sample_rate)
+            write_wav(path, torch.from_numpy(np.ascontiguousarray(y)), sample_rate)
             items.append(
                 {
                     "file": f"wav/{name}",
@@ -235,8 +219,8 @@ def load_speech_corpus(
         file = os.path.join(os.fspath(root), item["file"])
         if _sha256(file) != item["sha256"]:
             raise ValueError(f"root: {item['file']} differs from the manifest (SHA-256)")
-        x, _ = _read_pcm16(file)
-        waves.append(torch.from_numpy(x.astype(np.float32)))
+        x, _ = read_wav(file)
+        waves.append(x)
         speakers.append(item["speaker"])
     return waves, torch.tensor(speakers, dtype=torch.long)
 
