@@ -765,3 +765,43 @@ def test_flowpp_dequant_reports_both_bounds(tmp_path, capsys):
 def test_flowpp_needs_data_dir_for_mnist():
     with pytest.raises(SystemExit):
         _load("flowpp").main(["--sections", "dequant", "--data", "mnist"])
+
+
+# ----------------------------------------------------------------------------- wavenet.py
+
+
+def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, capsys):
+    """``train`` on a corpus built by a stand-in espeak-ng (tones), then ``generation``
+    of the saved model: figures finite, the model saved, cached == naive on a prefix."""
+    from tests.test_speech_data import FAKE
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "espeak-ng"
+    exe.write_text(FAKE)
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    from pyro_lgm.data import build_speech_corpus
+
+    # a small corpus (2 words, 2 voices, 4 rates); the benchmark uses an existing one as is
+    build_speech_corpus(tmp_path / "speech", words=["one", "go"], voices=["a", "b"])
+    wn = _load("wavenet")
+    tiny = ["--channels", "4", "--layers", "3", "--segment", "256"]
+    argv = ["train", "--corpus", str(tmp_path / "speech"), *tiny, "--minutes", "0.002"]
+    argv += ["--curve-every", "0.001", "--curve-size", "4", "--speaker", "--batch", "4"]
+    argv += ["--save-model", str(tmp_path / "wn.pt"), "--json", str(tmp_path / "t.json")]
+    result = wn.main(argv)
+    out = capsys.readouterr().out
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["test"] == result["test"] and math.isfinite(result["test"]["nll_per_sample"])
+    assert result["test"]["bits_per_sample"] == pytest.approx(
+        result["test"]["nll_per_sample"] / math.log(2)
+    )
+    assert result["receptive_field"] == 2 + 7 and result["steps"] >= 1
+    assert len(result["curve"]) >= 2 and "speaker-conditioned" in out
+    argv = ["generation", "--load", str(tmp_path / "wn.pt"), "--seconds", "0.004"]
+    gen = wn.main(argv + ["--naive-steps", "2", "--check-length", "20"])
+    out = capsys.readouterr().out
+    assert gen["length"] == 64 and gen["check_differ"] == 0 and gen["check_length"] == 20
+    assert gen["cached_s"] > 0 and gen["naive_s"] > 0 and gen["naive_window_s"] > 0
+    assert f"**{gen['speedup_naive']:.1f}x**" in out

@@ -1,0 +1,428 @@
+"""WaveNet on a synthesized speech corpus: test NLL at a CPU budget, and generation speed.
+
+The corpus is ``pyro_lgm.data.build_speech_corpus`` (20 words x 6 espeak-ng voices x 4
+speaking rates at 16 kHz; built into ``--corpus`` on first use, which needs ``espeak-ng``).
+Training segments of ``--segment`` samples are cut from the training utterances; the test
+figure is the mean NLL over every segment of the test utterances (hop = segment), in nats
+per sample and bits per sample.
+
+``train``: a :class:`pyro_lgm.models.WaveNet` with ``--output categorical`` (a 256-way
+softmax over mu-law companded 8-bit samples, the paper's) or ``logistic_mixture`` (a
+discretized logistic mixture over 16-bit samples, Parallel WaveNet's teacher), optionally
+conditioned on the speaker (``--speaker``: global conditioning), trained by Adam for
+``--minutes`` of CPU time of this process (synchronized wall time on CUDA), with a learning
+curve every ``--curve-every`` budget-minutes on a fixed subset of test segments.
+
+``generation``: one second of audio (``--seconds``) from the model (untrained, or
+``--load``): the fast cached algorithm (per-layer queues, Paine et al. 2016) timed over every
+sample, against two naive baselines whose every step costs the same and is timed over
+``--naive-steps`` steps and scaled to the whole length: ``naive`` (the distribution's
+``method="naive"``: a full pass over the whole sequence buffer per sample) and
+``naive-window`` (a pass over the last receptive field only, Paine et al.'s baseline).
+Also checks on a short prefix that cached and naive sampling give the same samples.
+
+    python benchmarks/wavenet.py train --corpus data/speech --minutes 10 --json wn.json \\
+        --save-model wn.pt
+    python benchmarks/wavenet.py generation --load wn.pt
+    python benchmarks/wavenet.py train --corpus data/speech --output logistic_mixture
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+
+import torch
+from bench_device import Clock, add_device_args, check_clock, describe, git_commit, info
+
+from pyro_lgm import models
+from pyro_lgm.data import (
+    build_speech_corpus,
+    load_speech_corpus,
+    mu_law_encode,
+    speech_segments,
+)
+
+# ----------------------------------------------------------------------------- data
+
+
+def to_levels(x: torch.Tensor, output: str, bits: int) -> torch.Tensor:
+    """Waveforms in ``[-1, 1]`` as the model's integer levels (floats)."""
+    if output == "categorical":
+        return mu_law_encode(x, 2**bits).to(torch.float32)
+    top = 2**bits - 1
+    return torch.round((x.clamp(-1, 1) + 1) * (top / 2)).to(torch.float32)
+
+
+def load_data(args: argparse.Namespace) -> dict:
+    root = args.corpus
+    if not os.path.exists(os.path.join(root, "manifest.json")):  # else: as it was built
+        build_speech_corpus(root, progress=True)
+    out = {}
+    for split in ("train", "test"):
+        waves, speakers = load_speech_corpus(root, split)
+        segs, spk = [], []
+        for w, s in zip(waves, speakers):
+            piece = speech_segments([w], args.segment)
+            segs.append(piece)
+            spk.append(torch.full((piece.shape[0],), int(s)))
+        out[split] = (torch.cat(segs), torch.cat(spk))
+    out["speakers"] = int(max(int(out["train"][1].max()), int(out["test"][1].max())) + 1)
+    return out
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def model_config(args: argparse.Namespace, speakers: int | None) -> dict:
+    bits = args.bits or (8 if args.output == "categorical" else 16)
+    kwargs = {
+        "residual_channels": args.channels,
+        "dilation_channels": args.channels,
+        "skip_channels": 2 * args.channels,
+        "layers_per_stack": args.layers,
+        "stacks": args.stacks,
+        "output": args.output,
+        "bits": bits,
+        "num_mixtures": args.mixtures,
+        "num_classes": speakers,
+    }
+    return {"length": args.segment, "kwargs": kwargs}
+
+
+def make_model(config: dict) -> torch.nn.Module:
+    return models.WaveNet(config["length"], **config["kwargs"])
+
+
+def num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_model(model: torch.nn.Module, config: dict, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".wavenet-", suffix=".pt", dir=directory)
+    os.close(fd)
+    try:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save({"state_dict": state, "config": config}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_model(path: str) -> tuple[torch.nn.Module, dict]:
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = make_model(saved["config"])
+    model.load_state_dict(saved["state_dict"])
+    return model, saved["config"]
+
+
+def per_sample_nll(model, x, spk, batch: int, conditioned: bool) -> torch.Tensor:
+    """``-log p(x) / T`` of every segment, no gradients."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            ctx = spk[i : i + batch] if conditioned else None
+            out.append(-model(ctx).log_prob(x[i : i + batch]).double().cpu() / x.shape[1])
+    model.train()
+    return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def run_train(args, clock: Clock, result: dict, log) -> None:
+    d = load_data(args)
+    xtr, str_ = d["train"]
+    xte, ste = d["test"]
+    config = model_config(args, d["speakers"] if args.speaker else None)
+    bits = config["kwargs"]["bits"]
+    torch.manual_seed(args.seed)
+    model = make_model(config).to(args.device, args.dtype)
+    print(
+        f"# WaveNet {args.output} {bits}-bit, {num_params(model)} parameters, receptive field "
+        f"{model.receptive_field} samples, segments of {args.segment}",
+        flush=True,
+    )
+    ltr = to_levels(xtr, args.output, bits).to(args.device, args.dtype)
+    lte = to_levels(xte, args.output, bits).to(args.device, args.dtype)
+    str_, ste = str_.to(args.device), ste.to(args.device)
+    g = torch.Generator().manual_seed(1234)
+    curve_idx = torch.randperm(lte.shape[0], generator=g)[: args.curve_size]
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    budget, every = 60.0 * args.minutes, 60.0 * args.curve_every
+    used, steps, next_curve = 0.0, 0, every
+    curve: list[dict] = []
+    recent: list[float] = []
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def point() -> None:
+        nll = per_sample_nll(
+            model, lte[curve_idx], ste[curve_idx], args.eval_batch, args.speaker
+        ).mean()
+        row = {
+            "budget_min": round(used / 60, 4),
+            "steps": steps,
+            "train_loss": round(sum(recent) / len(recent), 4) if recent else None,
+            "curve_nll": round(float(nll), 4),
+            "curve_bits": round(float(nll) / math.log(2), 4),
+        }
+        recent.clear()
+        curve.append(row)
+        log(
+            f"[{row['budget_min']:.2f}/{args.minutes:g}] step {steps} train {row['train_loss']} "
+            f"curve {row['curve_nll']} nats/sample ({row['curve_bits']} bits)"
+        )
+
+    point()
+    n = ltr.shape[0]
+    while used < budget:
+        i = torch.randint(n, (args.batch,), generator=gen).to(args.device)
+        t0 = clock.now()
+        ctx = str_[i] if args.speaker else None
+        loss = -model(ctx).log_prob(ltr[i]).mean() / args.segment
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        used += clock.now() - t0
+        steps += 1
+        recent.append(float(loss.detach()))
+        if not math.isfinite(recent[-1]):
+            raise FloatingPointError(f"non-finite training loss at step {steps}")
+        if used >= next_curve and used < budget:
+            point()
+            next_curve += every
+    point()
+    t0 = time.perf_counter()
+    nll = per_sample_nll(model, lte, ste, args.eval_batch, args.speaker)
+    eval_s = time.perf_counter() - t0
+    mean, se = float(nll.mean()), float(nll.std()) / math.sqrt(nll.numel())
+    if args.save_model:
+        save_model(model, config, args.save_model)
+        log(f"saved {args.save_model}")
+    result.update(
+        {
+            "config": config,
+            "params": num_params(model),
+            "receptive_field": model.receptive_field,
+            "steps": steps,
+            "train_s": round(used, 2),
+            "segments_per_s": round(steps * args.batch / used, 2),
+            "test": {
+                "nll_per_sample": mean,
+                "nll_se": se,
+                "bits_per_sample": mean / math.log(2),
+                "bits_se": se / math.log(2),
+                "segments": nll.numel(),
+                "samples": nll.numel() * args.segment,
+            },
+            "eval_s": round(eval_s, 1),
+            "curve": curve,
+        }
+    )
+    what = f"{args.output} {bits}-bit" + (", speaker-conditioned" if args.speaker else "")
+    print(
+        f"| model | test NLL (nats / sample) | bits / sample |\n|---|---|---|\n"
+        f"| WaveNet ({what}, {num_params(model)} params, {args.minutes:g} {clock.kind}-min, "
+        f"{steps} steps) | **{mean:.4f} ± {se:.4f}** | {mean / math.log(2):.4f} (of {bits}) |"
+    )
+    print(
+        f"\n{nll.numel()} test segments of {args.segment} samples (the test utterances at "
+        "175 words per minute); ± one standard error over segments."
+    )
+    print("\n| budget-min | steps | train loss | curve NLL (nats / sample) |\n|---|---|---|---|")
+    for r in curve:
+        print(f"| {r['budget_min']:.2f} | {r['steps']} | {r['train_loss']} | {r['curve_nll']} |")
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def run_generation(args, clock: Clock, result: dict, log) -> None:
+    length = int(round(args.seconds * args.sample_rate))
+    if args.load:
+        model, config = load_model(args.load)
+        model.length = length
+    else:
+        torch.manual_seed(args.seed)
+        config = model_config(args, None)
+        config["length"] = length
+        model = make_model(config)
+    model = model.to(args.device, args.dtype).eval()
+    kw = config["kwargs"]
+    ctx = torch.zeros(args.num_samples, dtype=torch.long) if kw.get("num_classes") else None
+    d = model(ctx)
+    r = model.receptive_field
+    print(
+        f"# WaveNet {kw['output']}, {num_params(model)} parameters, receptive field {r}, "
+        f"{length} samples x {args.num_samples}",
+        flush=True,
+    )
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = clock.now()
+    d.sample(generator=gen) if ctx is not None else d.sample((args.num_samples,), generator=gen)
+    cached = clock.now() - t0
+    log(f"cached: {cached:.2f} s")
+    x = torch.zeros(args.num_samples, length, dtype=args.dtype, device=args.device)
+    window = torch.zeros(args.num_samples, r + 1, dtype=args.dtype, device=args.device)
+
+    def per_step(fn) -> float:
+        fn()
+        t = clock.now()
+        for _ in range(args.naive_steps):
+            fn()
+        return (clock.now() - t) / args.naive_steps
+
+    with torch.no_grad():
+        full = per_step(lambda: model.net(x, ctx))
+        win = per_step(lambda: model.net(window, ctx))
+    naive, naive_window = full * length, win * length
+    # the same samples from both paths on a short prefix (float rounding aside)
+    short = models.WaveNet(min(length, args.check_length), **kw).to(args.device, args.dtype)
+    short.load_state_dict(model.state_dict())
+    short.eval()
+    a = short(ctx).sample(
+        () if ctx is not None else (args.num_samples,),
+        generator=torch.Generator().manual_seed(1),
+    )
+    b = short(ctx).sample(
+        () if ctx is not None else (args.num_samples,),
+        method="naive",
+        generator=torch.Generator().manual_seed(1),
+    )
+    differ = int((a != b).sum())
+    result.update(
+        {
+            "config": config,
+            "params": num_params(model),
+            "receptive_field": r,
+            "length": length,
+            "num_samples": args.num_samples,
+            "cached_s": round(cached, 3),
+            "naive_s_per_step": full,
+            "naive_s": round(naive, 2),
+            "naive_window_s_per_step": win,
+            "naive_window_s": round(naive_window, 2),
+            "speedup_naive": round(naive / cached, 1),
+            "speedup_window": round(naive_window / cached, 1),
+            "check_length": short.length,
+            "check_differ": differ,
+        }
+    )
+    unit = f"{clock.kind} s"
+    print(
+        f"| method | {args.seconds:g} s of audio x {args.num_samples} ({unit}) "
+        "| speed-up of cached |"
+    )
+    print("|---|---|---|")
+    print(f"| cached (per-layer queues) | {cached:.2f} (measured) | - |")
+    print(
+        f"| naive-window (a pass over the last {r + 1} samples per sample) | "
+        f"{naive_window:.1f} ({args.naive_steps} steps timed x {length}) | "
+        f"**{naive_window / cached:.1f}x** |"
+    )
+    print(
+        f'| naive (`method="naive"`: a pass over all {length} samples per sample) | '
+        f"{naive:.1f} ({args.naive_steps} steps timed x {length}) | **{naive / cached:.1f}x** |"
+    )
+    print(
+        f"\ncached and naive sampling of the first {short.length} samples with one random "
+        f"stream: {differ} of {a.numel()} samples differ"
+    )
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    subs = {}
+    for name, help_ in (("train", "test NLL on the corpus"), ("generation", "sampling speed")):
+        sp = subs[name] = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--threads", type=int, default=1)
+        sp.add_argument("--json", default=None)
+        sp.add_argument("--clock", choices=["cpu", "wall"], default=None)
+        sp.add_argument("--float64", action="store_true")
+        add_device_args(sp, dtype=False)
+        sp.add_argument(
+            "--output", choices=["categorical", "logistic_mixture"], default="categorical"
+        )
+        sp.add_argument("--bits", type=int, default=None, help="8 (categorical) / 16 (mixture)")
+        sp.add_argument("--channels", type=int, default=32)
+        sp.add_argument("--layers", type=int, default=10, help="layers per stack")
+        sp.add_argument("--stacks", type=int, default=1)
+        sp.add_argument("--mixtures", type=int, default=5)
+        sp.add_argument("--segment", type=int, default=4096, help="samples per segment")
+    sp = subs["train"]
+    sp.add_argument("--corpus", required=True, help="speech corpus folder (built if absent)")
+    sp.add_argument("--speaker", action="store_true", help="condition on the speaker")
+    sp.add_argument("--minutes", type=float, default=10.0)
+    sp.add_argument("--curve-every", type=float, default=2.0)
+    sp.add_argument("--curve-size", type=int, default=64, help="test segments per curve point")
+    sp.add_argument("--batch", type=int, default=8)
+    sp.add_argument("--lr", type=float, default=1e-3)
+    sp.add_argument("--eval-batch", type=int, default=16)
+    sp.add_argument("--save-model", default=None)
+    sp = subs["generation"]
+    sp.add_argument("--load", default=None, help="a model saved by train --save-model")
+    sp.add_argument("--seconds", type=float, default=1.0)
+    sp.add_argument("--sample-rate", type=int, default=16000)
+    sp.add_argument("--num-samples", type=int, default=1)
+    sp.add_argument("--naive-steps", type=int, default=20, help="naive steps timed")
+    sp.add_argument("--check-length", type=int, default=200, help="cached == naive prefix")
+    return p, subs
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p, subs = _parser()
+    args = p.parse_args(argv)
+    sp = subs[args.command]
+    for name in ("threads", "channels", "layers", "stacks", "mixtures", "segment"):
+        if getattr(args, name) < 1:
+            sp.error(f"--{name}: expected a positive integer")
+    if args.command == "train" and not (args.minutes > 0 and args.curve_every > 0):
+        sp.error("--minutes, --curve-every: expected positive numbers")
+    if args.command == "generation" and not args.seconds > 0:
+        sp.error("--seconds: expected a positive number")
+    args.dtype = torch.float64 if args.float64 else torch.float32
+    kind = check_clock(sp, args.clock, args.device) or "cpu"
+    torch.set_num_threads(args.threads)
+    clock = Clock(kind, args.device)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    result: dict = {
+        "command": "python benchmarks/wavenet.py " + shlex.join(argv or sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": git_commit(),
+        "clock": kind,
+        "threads": args.threads,
+        **info(args.device, args.dtype),
+    }
+    print(
+        f"# {result['command']}\n# {describe(args.device)}, clock {kind}, commit {result['commit']}"
+    )
+    if args.command == "train":
+        run_train(args, clock, result, log)
+    else:
+        run_generation(args, clock, result, log)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
