@@ -2,6 +2,7 @@
 
 from pyro_lgm.nn.attention import AttentionConvNet
 from pyro_lgm.nn.causal import MaskedConv2d
+from pyro_lgm.nn.causal1d import CausalConvNet1d
 from pyro_lgm.nn.dense import DenseNN
 from pyro_lgm.nn.masked import MADE, MaskedLinear
 from pyro_lgm.nn.nade import NADE, RNADE, DeepNADE
@@ -34,3 +35,4 @@ __all__: list[str] = [
     "mlp_encoder",
 ]
 __all__ += ["DiagonalBiLSTM", "RowLSTM"]
+__all__ += ["CausalConvNet1d"]
