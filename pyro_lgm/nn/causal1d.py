@@ -10,9 +10,10 @@ to the right; the dilated layers after it are ordinary causal convolutions (left
 Layers (van den Oord et al., 2016, Sec. 2.3-2.5, at a small scale): an input convolution of
 width ``kernel_size`` over ``z_{t-k..t-1}``; ``layers`` residual blocks, each a dilated causal
 convolution (dilations ``1, 2, 4, ...``) into gated units ``tanh(f) * sigmoid(g)`` (plus the
-projections of a global / local context, when given), a 1x1 residual and a 1x1 skip
-projection; ``ReLU -> 1x1 -> ReLU -> 1x1`` on the sum of the skips. The last 1x1 starts at
-zero (``zero_init_last``), so a flow built on the network starts as the identity.
+projections of a global / local context, when given), a 1x1 residual (none in the last
+block, whose residual output nothing reads) and a 1x1 skip projection;
+``ReLU -> 1x1 -> ReLU -> 1x1`` on the sum of the skips. The last 1x1 starts at zero
+(``zero_init_last``), so a flow built on the network starts as the identity.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class CausalConvNet1d(nn.Module):
         k, h = kernel_size, hidden
         self.input_conv = nn.Conv1d(in_channels, h, k)
         self.filters = nn.ModuleList(nn.Conv1d(h, 2 * h, k, dilation=d) for d in self.dilations)
-        self.residuals = nn.ModuleList(nn.Conv1d(h, h, 1) for _ in self.dilations)
+        # the last block's residual output would feed nothing: it has none
+        self.residuals = nn.ModuleList(nn.Conv1d(h, h, 1) for _ in self.dilations[1:])
         self.skips = nn.ModuleList(nn.Conv1d(h, h, 1) for _ in self.dilations)
         gate = 2 * h * max(layers, 1)
         self.global_proj: nn.Module | None = None
@@ -207,7 +209,8 @@ class CausalConvNet1d(nn.Module):
             f, g = a.chunk(2, dim=1)
             u = torch.tanh(f) * torch.sigmoid(g)
             skip = skip + self.skips[i](u)
-            h = h + self.residuals[i](u)
+            if i < len(self.residuals):
+                h = h + self.residuals[i](u)
         if not self.layers:
             skip = h
         return self.output(F.relu(self.head(F.relu(skip))))
