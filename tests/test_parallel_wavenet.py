@@ -24,6 +24,7 @@ from pyro_lgm.testing import (
     assert_log_abs_det_jacobian,
 )
 from pyro_lgm.transforms import SequenceIAF, conditional_sequence_iaf, sequence_iaf
+from tests.cases import parallel_wavenet as cases
 from tests.cases import perturb_all
 
 
@@ -131,6 +132,27 @@ def test_conditional_sequence_iaf_uses_context_and_broadcasts():
         ct.condition(torch.randn(3, 3))(z)
     with pytest.raises(ValueError, match="net"):
         SequenceIAF(CausalConvNet1d(out_channels=3))
+
+
+@pytest.mark.parametrize("maker", ["unconditional", "conditional"])
+def test_sequence_iaf_is_autoregressive_on_every_device(maker, device, dtype):
+    """y_t reads z_<=t only (include_self), for the property cases' random layers."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    make = cases.make_unconditional if maker == "unconditional" else cases.make_conditional
+
+    @settings(max_examples=6, deadline=None)
+    @given(st.data())
+    def inner(data):
+        torch.manual_seed(data.draw(st.integers(0, 2**31 - 1), label="torch seed"))
+        t, z = make(data.draw, dtype, device)
+        T = z.shape[-1]
+        flat = z.reshape(-1, T)
+        assert_autoregressive(lambda v: t(v.reshape(z.shape)).reshape(-1, T), flat,
+                              include_self=True)  # fmt: skip
+
+    inner()
 
 
 # ---------------------------------------------------------------- the student
