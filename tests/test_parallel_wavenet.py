@@ -329,3 +329,18 @@ def test_distillation_bad_inputs():
         distillation_loss(student, Wrong(), 4)
     with pytest.raises(NotImplementedError, match="teacher"):
         TeacherDensity(teacher, 8).sample()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_student_cache_never_outlives_a_parameter_update(fused):
+    torch.manual_seed(0)
+    student = ParallelWaveNet(8, flows=2, hidden=4, layers=1)
+    _perturbed(student, 8)
+    opt = torch.optim.Adam(student.parameters(), lr=0.1, fused=fused)
+    x, log_q = student.sample_with_log_prob(3)
+    torch.testing.assert_close(student().log_prob(x), log_q)  # served from the caches
+    (-log_q.mean()).backward()
+    opt.step()
+    fresh = student().log_prob(x.detach().clone())
+    torch.testing.assert_close(student().log_prob(x).detach(), fresh.detach())
+    assert not torch.allclose(fresh, log_q.detach())
