@@ -15,6 +15,14 @@ from pyro_lgm.models.glow import ImageFlow, glow, realnvp_image
 from pyro_lgm.models.hvae import HierarchicalVAE
 from pyro_lgm.models.made import MADE
 from pyro_lgm.models.nade import NADE, RNADE, DeepNADE
+from pyro_lgm.models.parallel_wavenet import (
+    DensityDistillation,
+    DistillationLoss,
+    ParallelWaveNet,
+    TeacherDensity,
+    distillation_loss,
+    power_loss,
+)
 from pyro_lgm.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNPP
 from pyro_lgm.models.pixelrnn import DiagonalBiLSTM, RowLSTM
 from pyro_lgm.models.pixelsnail import PixelSNAIL
@@ -48,3 +56,11 @@ __all__ += [
     "variational_dequantizer",
 ]
 __all__ += ["WaveNet", "wavenet"]
+__all__ += [
+    "DensityDistillation",
+    "DistillationLoss",
+    "ParallelWaveNet",
+    "TeacherDensity",
+    "distillation_loss",
+    "power_loss",
+]

@@ -2,6 +2,7 @@
 
 from pyro_lgm.nn.attention import AttentionConvNet
 from pyro_lgm.nn.causal import MaskedConv2d
+from pyro_lgm.nn.causal1d import CausalConvNet1d
 from pyro_lgm.nn.dense import DenseNN
 from pyro_lgm.nn.masked import MADE, MaskedLinear
 from pyro_lgm.nn.nade import NADE, RNADE, DeepNADE
@@ -36,3 +37,4 @@ __all__: list[str] = [
 ]
 __all__ += ["DiagonalBiLSTM", "RowLSTM"]
 __all__ += ["WaveNet"]
+__all__ += ["CausalConvNet1d"]

@@ -28,6 +28,12 @@ from pyro_lgm.transforms.elementwise import (
     logit_preprocess,
     uniform_dequantize,
 )
+from pyro_lgm.transforms.iaf1d import (
+    ConditionalSequenceIAF,
+    SequenceIAF,
+    conditional_sequence_iaf,
+    sequence_iaf,
+)
 from pyro_lgm.transforms.image_coupling import (
     ConditionalImageAdditiveCoupling,
     ConditionalImageAffineCoupling,
@@ -166,4 +172,11 @@ __all__ += [
     "SplineCoupling",
     "conditional_spline_coupling",
     "spline_coupling",
+]
+# iaf1d.py (Parallel WaveNet student, van den Oord et al., 2018)
+__all__ += [
+    "ConditionalSequenceIAF",
+    "SequenceIAF",
+    "conditional_sequence_iaf",
+    "sequence_iaf",
 ]
