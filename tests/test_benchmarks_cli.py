@@ -805,3 +805,19 @@ def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, ca
     assert gen["length"] == 64 and gen["check_differ"] == 0 and gen["check_length"] == 20
     assert gen["cached_s"] > 0 and gen["naive_s"] > 0 and gen["naive_window_s"] > 0
     assert f"**{gen['speedup_naive']:.1f}x**" in out
+    # Parallel WaveNet: a tiny mixture teacher, then distillation into a student
+    argv = ["train", "--corpus", str(tmp_path / "speech"), *tiny, "--minutes", "0.001"]
+    argv += ["--curve-every", "0.001", "--curve-size", "2", "--batch", "2"]
+    argv += ["--output", "logistic_mixture", "--save-model", str(tmp_path / "t.pt")]
+    wn.main(argv)
+    argv = ["distill", "--teacher", str(tmp_path / "t.pt"), "--length", "32", "--flows", "2"]
+    argv += ["--channels", "4", "--layers", "2", "--minutes", "0.002", "--curve-every", "0.001"]
+    dist = wn.main(argv + ["--eval-samples", "3", "--num-samples", "2"])
+    out = capsys.readouterr().out
+    assert dist["length"] == 32 and dist["steps"] >= 1 and len(dist["curve"]) >= 1
+    for key in ("teacher_ll_of_student", "teacher_ll_of_teacher", "kl_per_sample"):
+        assert all(math.isfinite(v) for v in dist[key])
+    assert dist["student_samples_per_s"] > 0 and dist["speedup"] > 0
+    assert "KL(student || teacher) estimate" in out
+    with pytest.raises(SystemExit):  # a categorical model is no distillation teacher
+        wn.main(["distill", "--teacher", str(tmp_path / "wn.pt")])
