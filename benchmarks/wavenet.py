@@ -136,6 +136,14 @@ def load_model(path: str) -> tuple[torch.nn.Module, dict]:
     return model, saved["config"]
 
 
+def iid_baseline(train_levels: torch.Tensor, test_levels: torch.Tensor, levels: int) -> float:
+    """Nats per test sample of the i.i.d. model that draws every sample from the training
+    samples' level histogram (add-half smoothing): what a WaveNet has to beat."""
+    counts = torch.bincount(train_levels.long().flatten().cpu(), minlength=levels).double()
+    logp = ((counts + 0.5) / (counts + 0.5).sum()).log()
+    return float(-logp[test_levels.long().flatten().cpu()].mean())
+
+
 def per_sample_nll(model, x, spk, batch: int, conditioned: bool) -> torch.Tensor:
     """``-log p(x) / T`` of every segment, no gradients."""
     model.eval()
@@ -217,6 +225,7 @@ def run_train(args, clock: Clock, result: dict, log) -> None:
     nll = per_sample_nll(model, lte, ste, args.eval_batch, args.speaker)
     eval_s = time.perf_counter() - t0
     mean, se = float(nll.mean()), float(nll.std()) / math.sqrt(nll.numel())
+    iid = iid_baseline(ltr, lte, 2**bits)
     if args.save_model:
         save_model(model, config, args.save_model)
         log(f"saved {args.save_model}")
@@ -236,6 +245,7 @@ def run_train(args, clock: Clock, result: dict, log) -> None:
                 "segments": nll.numel(),
                 "samples": nll.numel() * args.segment,
             },
+            "iid_baseline_nll": iid,
             "eval_s": round(eval_s, 1),
             "curve": curve,
         }
@@ -245,6 +255,10 @@ def run_train(args, clock: Clock, result: dict, log) -> None:
         f"| model | test NLL (nats / sample) | bits / sample |\n|---|---|---|\n"
         f"| WaveNet ({what}, {num_params(model)} params, {args.minutes:g} {clock.kind}-min, "
         f"{steps} steps) | **{mean:.4f} ± {se:.4f}** | {mean / math.log(2):.4f} (of {bits}) |"
+    )
+    print(
+        f"| i.i.d. baseline (the training samples' level histogram) | {iid:.4f} | "
+        f"{iid / math.log(2):.4f} |"
     )
     print(
         f"\n{nll.numel()} test segments of {args.segment} samples (the test utterances at "

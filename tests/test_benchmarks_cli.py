@@ -799,6 +799,7 @@ def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, ca
     )
     assert result["receptive_field"] == 2 + 7 and result["steps"] >= 1
     assert len(result["curve"]) >= 2 and "speaker-conditioned" in out
+    assert 0 < result["iid_baseline_nll"] <= math.log(256) + 1e-9 and "i.i.d. baseline" in out
     argv = ["generation", "--load", str(tmp_path / "wn.pt"), "--seconds", "0.004"]
     gen = wn.main(argv + ["--naive-steps", "2", "--check-length", "20"])
     out = capsys.readouterr().out
