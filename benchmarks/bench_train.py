@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -98,3 +100,28 @@ def train_for_budget(
     if curve[-1]["steps"] != steps:
         point()
     return curve
+
+
+def save_state(model: torch.nn.Module, config: dict, path: str, prefix: str) -> None:
+    """``{"state_dict", "config"}`` written atomically (a temporary file ``.PREFIX-*.pt``
+    beside ``path``, then a rename): an interrupted run never leaves half a checkpoint."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{prefix}-", suffix=".pt", dir=directory)
+    os.close(fd)
+    try:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save({"state_dict": state, "config": config}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_state(path: str, make: Callable[[dict], torch.nn.Module]) -> tuple[torch.nn.Module, dict]:
+    """The model ``make(config)`` of a :func:`save_state` file with its weights, and the
+    config."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = make(saved["config"])
+    model.load_state_dict(saved["state_dict"])
+    return model, saved["config"]

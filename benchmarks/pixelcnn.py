@@ -76,11 +76,11 @@ import math
 import os
 import shlex
 import sys
-import tempfile
 import time
 
 import torch
 from bench_device import Clock, add_device_args, check_clock, describe, git_commit, info
+from bench_train import load_state, save_state
 
 from pyro_lgm import models
 
@@ -178,25 +178,12 @@ def num_params(model: torch.nn.Module) -> int:
 
 
 def save_model(model: torch.nn.Module, config: dict, path: str) -> None:
-    """``{"state_dict", "config"}`` written atomically (a temporary file, then a rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".pixelcnn-", suffix=".pt", dir=directory)
-    os.close(fd)
-    try:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        torch.save({"state_dict": state, "config": config}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``{"state_dict", "config"}`` written atomically (``bench_train.save_state``)."""
+    save_state(model, config, path, "pixelcnn")
 
 
 def load_model(path: str) -> tuple[torch.nn.Module, dict]:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = make_model(saved["config"])
-    model.load_state_dict(saved["state_dict"])
-    return model, saved["config"]
+    return load_state(path, make_model)
 
 
 # ----------------------------------------------------------------------------- training

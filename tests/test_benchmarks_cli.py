@@ -406,7 +406,9 @@ def test_gpu_check_smoke_runs_every_stage_on_the_cpu(tmp_path, fake_mnist):
     assert "mode: CPU smoke" in summary
     assert "| 8 | " in summary  # the MAF table's row for D=8
     assert summary.count("**") >= 4  # both test NLLs in bold in the MNIST table
-    assert "2 passed" in summary
+    # the smoke selection (-k "cpu and float64 and affine_coupling"): the vector and the
+    # image couplings, plain and conditional (was "2 passed" before the image couplings)
+    assert "4 passed" in summary and "failed" not in summary
 
 
 def test_vae_flows_quality_and_speed_run_on_tiny_data(fake_mnist, tmp_path, capsys):
