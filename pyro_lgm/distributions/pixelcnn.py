@@ -277,10 +277,7 @@ class ImageAutoregressive(_ImageNetDistribution):
         return lp[:, :, c].transpose(0, 1)
 
     def _draw(self, log_pmf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Inverse CDF: the smallest level whose cumulative probability exceeds ``u``."""
-        cdf = torch.softmax(log_pmf, -1).cumsum(-1)
-        idx = (cdf < u[:, None] * cdf[:, -1:]).sum(-1)
-        return idx.clamp_(max=log_pmf.shape[-1] - 1).to(log_pmf.dtype)
+        return inverse_cdf(log_pmf, u)
 
     def sample(
         self,
@@ -411,6 +408,15 @@ class ImageAutoregressive(_ImageNetDistribution):
         if fill.observed is not None:
             value = torch.where(fill.mask[:, ch, p], fill.observed[:, ch, p], value)
         flat[:, ch, p] = value
+
+
+def inverse_cdf(log_pmf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` levels drawn from ``(B, levels)`` log-probabilities by the inverse CDF of
+    uniforms ``u`` ``(B,)``: the smallest level whose cumulative probability exceeds ``u``
+    (the one draw per element that makes cached and naive generation agree)."""
+    cdf = torch.softmax(log_pmf, -1).cumsum(-1)
+    idx = (cdf < u[:, None] * cdf[:, -1:]).sum(-1)
+    return idx.clamp_(max=log_pmf.shape[-1] - 1).to(log_pmf.dtype)
 
 
 @dataclass

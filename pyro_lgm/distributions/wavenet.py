@@ -35,7 +35,7 @@ from torch.distributions import constraints
 
 from pyro_lgm.distributions.discretized_logistic import DiscretizedLogisticMixture
 from pyro_lgm.distributions.nade import _expanded, _shape
-from pyro_lgm.distributions.pixelcnn import _Bar
+from pyro_lgm.distributions.pixelcnn import _Bar, inverse_cdf
 from pyro_lgm.errors import NonFiniteValueError, _describe
 from pyro_lgm.nn.pixelcnn import _int
 from pyro_lgm.nn.wavenet import WaveNet as WaveNetNet
@@ -314,10 +314,8 @@ class WaveNet(_Contexts, TorchDistribution):
         return torch.cat(out, -1)
 
     def _draw(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Inverse CDF: the smallest level whose cumulative probability exceeds ``u``."""
-        cdf = torch.softmax(self._step_log_pmf(params), -1).cumsum(-1)
-        idx = (cdf < u[:, None] * cdf[:, -1:]).sum(-1)
-        return idx.clamp_(max=self.levels - 1).to(params.dtype)
+        """The inverse CDF of the step's pmf at ``u`` (``pixelcnn.inverse_cdf``)."""
+        return inverse_cdf(self._step_log_pmf(params), u)
 
     def sample(
         self,

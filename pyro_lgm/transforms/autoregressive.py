@@ -94,7 +94,48 @@ def _num_passes(net: MADE) -> int:
     return int(level.max()) + 1
 
 
-class AffineAutoregressive(CachedTransform, TransformModule):
+class AffineFixedPoint:
+    r"""Inversion and log-det shared by the affine autoregressive transforms
+    :math:`y = x \odot \exp(\log s(x)) + \mu(x)` whose :math:`\mu_i, \log s_i` read only
+    :math:`x_{<i}` (:meth:`params`), mixed into a :class:`CachedTransform`.
+
+    :meth:`_fixed_point` inverts by passes :math:`x \leftarrow (y - \mu(x)) e^{-\log s(x)}`:
+    after pass :math:`k` the first :math:`k` positions are exact, so at most ``n`` passes
+    reach the inverse, fewer when the iterate stops changing (``early_exit``); the
+    log-det of the last pass is exact and remembered for the pair. The subclass gives
+    ``params(x) -> (mu, log_scale)`` and ``_check(name, v)``; ``_input_name`` names its
+    input in error messages.
+    """
+
+    early_exit: bool = True
+    _input_name: str = "x"
+
+    def _fixed_point(self, y: torch.Tensor, x: torch.Tensor, n: int) -> torch.Tensor:
+        passes = 0
+        for k in range(n):
+            mu, log_scale = self.params(x)
+            x_new = (y - mu) * torch.exp(-log_scale)
+            passes += 1
+            done = k == n - 1 or (self.early_exit and torch.equal(x_new, x))
+            x = x_new
+            if done:
+                break
+        self.last_num_passes = passes
+        # log_scale was computed from x's earlier positions, which are final: it is exact
+        self._remember_ldj(x, y, log_scale.sum(-1))
+        return x
+
+    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ldj = self._recall_ldj(x, y)
+        if ldj is None:
+            self._check(self._input_name, x)
+            ldj = self.params(x)[1].sum(-1)
+        if ldj.shape == y.shape[:-1]:
+            return ldj
+        return ldj.expand(broadcast_shapes(ldj.shape, y.shape[:-1]))
+
+
+class AffineAutoregressive(AffineFixedPoint, CachedTransform, TransformModule):
     r"""Affine autoregressive bijection with parameters from a MADE of its input.
 
     .. math::
@@ -250,31 +291,9 @@ class AffineAutoregressive(CachedTransform, TransformModule):
         if self.context is not None:
             batch = broadcast_shapes(batch, self.context.shape[:-1])
         x = y.new_zeros(*batch, self.input_dim)
-        n = self.num_passes()
-        passes = 0
         # the masked weights are computed once for all the passes of this inversion
         with self.made.reuse_weights():
-            for k in range(n):
-                mu, log_scale = self.params(x)
-                x_new = (y - mu) * torch.exp(-log_scale)
-                passes += 1
-                done = k == n - 1 or (self.early_exit and torch.equal(x_new, x))
-                x = x_new
-                if done:
-                    break
-        self.last_num_passes = passes
-        # log_scale was computed from x's earlier levels, which are final: it is exact
-        self._remember_ldj(x, y, log_scale.sum(-1))
-        return x
-
-    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        ldj = self._recall_ldj(x, y)
-        if ldj is None:
-            self._check("x", x)
-            ldj = self.params(x)[1].sum(-1)
-        if ldj.shape == y.shape[:-1]:
-            return ldj
-        return ldj.expand(broadcast_shapes(ldj.shape, y.shape[:-1]))
+            return self._fixed_point(y, x, self.num_passes())
 
     def extra_repr(self) -> str:
         return f"input_dim={self.input_dim}, log_scale_bound={self.log_scale_bound}"

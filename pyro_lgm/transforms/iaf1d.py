@@ -25,7 +25,7 @@ from pyro.distributions.torch_transform import TransformModule
 from pyro_lgm.errors import check_finite
 from pyro_lgm.nn.causal1d import CausalConvNet1d
 from pyro_lgm.transforms._cached import CachedTransform
-from pyro_lgm.transforms._common import broadcast_shapes
+from pyro_lgm.transforms.autoregressive import AffineFixedPoint
 
 __all__ = [
     "ConditionalSequenceIAF",
@@ -60,7 +60,7 @@ def _check_net(net: object, conditional: bool) -> CausalConvNet1d:
     return net
 
 
-class SequenceIAF(CachedTransform, TransformModule):
+class SequenceIAF(AffineFixedPoint, CachedTransform, TransformModule):
     r"""Affine IAF over the last dimension ``T`` of a sequence, with a causal conv conditioner.
 
     .. math::
@@ -113,7 +113,7 @@ class SequenceIAF(CachedTransform, TransformModule):
     bijective = True
     sign = +1
     autoregressive = True
-    early_exit: bool = True
+    _input_name = "z"
 
     def __init__(
         self,
@@ -193,29 +193,7 @@ class SequenceIAF(CachedTransform, TransformModule):
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         self._check("y", y)
-        T = y.shape[-1]
-        z = torch.zeros_like(y)
-        passes = 0
-        for k in range(T):
-            mu, log_scale = self.params(z)
-            z_new = (y - mu) * torch.exp(-log_scale)
-            passes += 1
-            done = k == T - 1 or (self.early_exit and torch.equal(z_new, z))
-            z = z_new
-            if done:
-                break
-        self.last_num_passes = passes
-        self._remember_ldj(z, y, log_scale.sum(-1))
-        return z
-
-    def log_abs_det_jacobian(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        ldj = self._recall_ldj(z, y)
-        if ldj is None:
-            self._check("z", z)
-            ldj = self.params(z)[1].sum(-1)
-        if ldj.shape == y.shape[:-1]:
-            return ldj
-        return ldj.expand(broadcast_shapes(ldj.shape, y.shape[:-1]))
+        return self._fixed_point(y, torch.zeros_like(y), y.shape[-1])
 
     def extra_repr(self) -> str:
         return f"log_scale_bound={self.log_scale_bound}"
