@@ -199,6 +199,8 @@ def run_train(args, clock: Clock, result: dict, log) -> None:
         loss = -model(ctx).log_prob(ltr[i]).mean() / args.segment
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         used += clock.now() - t0
         steps += 1
@@ -496,6 +498,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     sp.add_argument("--curve-size", type=int, default=64, help="test segments per curve point")
     sp.add_argument("--batch", type=int, default=8)
     sp.add_argument("--lr", type=float, default=1e-3)
+    sp.add_argument(
+        "--clip", type=float, default=None, help="clip the gradient's norm at this value"
+    )
     sp.add_argument("--eval-batch", type=int, default=16)
     sp.add_argument("--save-model", default=None)
     sp = subs["distill"]
@@ -527,6 +532,8 @@ def main(argv: list[str] | None = None) -> dict:
             sp.error(f"--{name}: expected a positive integer")
     if args.command in ("train", "distill") and not (args.minutes > 0 and args.curve_every > 0):
         sp.error("--minutes, --curve-every: expected positive numbers")
+    if args.command == "train" and args.clip is not None and not args.clip > 0:
+        sp.error("--clip: expected a positive number")
     if args.command == "generation" and not args.seconds > 0:
         sp.error("--seconds: expected a positive number")
     args.dtype = torch.float64 if args.float64 else torch.float32
