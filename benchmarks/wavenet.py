@@ -124,22 +124,50 @@ def load_model(path: str) -> tuple[torch.nn.Module, dict]:
     return load_state(path, make_model)
 
 
+def iid_log_probs(train_levels: torch.Tensor, levels: int) -> torch.Tensor:
+    """Log-probabilities of the training samples' level histogram (add-half smoothing)."""
+    counts = torch.bincount(train_levels.long().flatten().cpu(), minlength=levels).double()
+    return ((counts + 0.5) / (counts + 0.5).sum()).log()
+
+
 def iid_baseline(train_levels: torch.Tensor, test_levels: torch.Tensor, levels: int) -> float:
     """Nats per test sample of the i.i.d. model that draws every sample from the training
     samples' level histogram (add-half smoothing): what a WaveNet has to beat."""
-    counts = torch.bincount(train_levels.long().flatten().cpu(), minlength=levels).double()
-    logp = ((counts + 0.5) / (counts + 0.5).sum()).log()
+    logp = iid_log_probs(train_levels, levels)
     return float(-logp[test_levels.long().flatten().cpu()].mean())
+
+
+def modal_split(
+    nll: torch.Tensor, iid_logp: torch.Tensor, test_levels: torch.Tensor
+) -> dict[str, float]:
+    """Mean NLL per sample of the model (``nll``: per position, like ``test_levels``) and of
+    the i.i.d. histogram on the samples at the training histogram's most frequent level
+    (digital silence in the speech corpus) and on the others."""
+    x = test_levels.long().cpu()
+    mode = int(iid_logp.argmax())
+    at = x == mode
+    iid = -iid_logp[x]
+    out = {"modal_level": mode, "modal_fraction": float(at.double().mean())}
+    for name, mask in (("modal", at), ("other", ~at)):
+        out[f"{name}_model"] = float(nll[mask].mean()) if mask.any() else float("nan")
+        out[f"{name}_iid"] = float(iid[mask].mean()) if mask.any() else float("nan")
+    return out
 
 
 def per_sample_nll(model, x, spk, batch: int, conditioned: bool) -> torch.Tensor:
     """``-log p(x) / T`` of every segment, no gradients."""
+    return per_position_nll(model, x, spk, batch, conditioned).mean(-1)
+
+
+def per_position_nll(model, x, spk, batch: int, conditioned: bool) -> torch.Tensor:
+    """``-log p(x_t | x_<t)`` of every sample of every segment ``(N, T)``, no gradients."""
     model.eval()
     out = []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch):
             ctx = spk[i : i + batch] if conditioned else None
-            out.append(-model(ctx).log_prob(x[i : i + batch]).double().cpu() / x.shape[1])
+            xb = x[i : i + batch]
+            out.append(-model(ctx).conditionals(xb).log_prob(xb).double().cpu())
     model.train()
     return torch.cat(out)
 
@@ -199,6 +227,9 @@ def run_train(args, clock: Clock, result: dict, log) -> None:
         loss = -model(ctx).log_prob(ltr[i]).mean() / args.segment
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.cosine:
+            for group in opt.param_groups:
+                group["lr"] = args.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, used / budget)))
         if args.clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
@@ -212,10 +243,12 @@ def run_train(args, clock: Clock, result: dict, log) -> None:
             next_curve += every
     point()
     t0 = time.perf_counter()
-    nll = per_sample_nll(model, lte, ste, args.eval_batch, args.speaker)
+    per_pos = per_position_nll(model, lte, ste, args.eval_batch, args.speaker)
+    nll = per_pos.mean(-1)
     eval_s = time.perf_counter() - t0
     mean, se = float(nll.mean()), float(nll.std()) / math.sqrt(nll.numel())
     iid = iid_baseline(ltr, lte, 2**bits)
+    split = modal_split(per_pos, iid_log_probs(ltr, 2**bits), lte)
     if args.save_model:
         save_model(model, config, args.save_model)
         log(f"saved {args.save_model}")
@@ -236,6 +269,7 @@ def run_train(args, clock: Clock, result: dict, log) -> None:
                 "samples": nll.numel() * args.segment,
             },
             "iid_baseline_nll": iid,
+            "modal_split": split,
             "eval_s": round(eval_s, 1),
             "curve": curve,
         }
@@ -253,6 +287,12 @@ def run_train(args, clock: Clock, result: dict, log) -> None:
     print(
         f"\n{nll.numel()} test segments of {args.segment} samples (the test utterances at "
         "175 words per minute); ± one standard error over segments."
+    )
+    print(
+        f"\nSplit by the training histogram's most frequent level ({split['modal_level']}, "
+        f"{100 * split['modal_fraction']:.1f}% of the test samples; digital silence): model "
+        f"{split['modal_model']:.4f} / i.i.d. {split['modal_iid']:.4f} nats per sample there, "
+        f"model {split['other_model']:.4f} / i.i.d. {split['other_iid']:.4f} on the others."
     )
     print("\n| budget-min | steps | train loss | curve NLL (nats / sample) |\n|---|---|---|---|")
     for r in curve:
@@ -500,6 +540,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     sp.add_argument("--lr", type=float, default=1e-3)
     sp.add_argument(
         "--clip", type=float, default=None, help="clip the gradient's norm at this value"
+    )
+    sp.add_argument(
+        "--cosine",
+        action="store_true",
+        help="decay the learning rate from --lr to 0 over the budget (cosine of the CPU time)",
     )
     sp.add_argument("--eval-batch", type=int, default=16)
     sp.add_argument("--save-model", default=None)

@@ -802,6 +802,16 @@ def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, ca
     assert result["receptive_field"] == 2 + 7 and result["steps"] >= 1
     assert len(result["curve"]) >= 2 and "speaker-conditioned" in out
     assert 0 < result["iid_baseline_nll"] <= math.log(256) + 1e-9 and "i.i.d. baseline" in out
+    # the split by the modal level recombines into the whole figures
+    sp, f = result["modal_split"], result["modal_split"]["modal_fraction"]
+    assert 0 < f < 1 and "most frequent level" in out
+    for key, whole in (
+        ("iid", result["iid_baseline_nll"]),
+        ("model", result["test"]["nll_per_sample"]),
+    ):
+        assert f * sp[f"modal_{key}"] + (1 - f) * sp[f"other_{key}"] == pytest.approx(
+            whole, rel=1e-9
+        )
     argv = ["generation", "--load", str(tmp_path / "wn.pt"), "--seconds", "0.004"]
     gen = wn.main(argv + ["--naive-steps", "2", "--check-length", "20"])
     out = capsys.readouterr().out
@@ -812,7 +822,7 @@ def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, ca
     argv = ["train", "--corpus", str(tmp_path / "speech"), *tiny, "--minutes", "0.001"]
     argv += ["--curve-every", "0.001", "--curve-size", "2", "--batch", "2"]
     argv += ["--output", "logistic_mixture", "--save-model", str(tmp_path / "t.pt")]
-    wn.main(argv)
+    wn.main(argv + ["--cosine", "--clip", "1"])
     argv = ["distill", "--teacher", str(tmp_path / "t.pt"), "--length", "32", "--flows", "2"]
     argv += ["--channels", "4", "--layers", "2", "--minutes", "0.002", "--curve-every", "0.001"]
     dist = wn.main(argv + ["--eval-samples", "3", "--num-samples", "2"])
