@@ -421,7 +421,9 @@ def _add_sample_parser(sub: argparse._SubParsersAction) -> None:
 # section 1 with `--clip 1` (same corpus, seed and 10 CPU-minutes; 2026-12-01, 2-core CPU):
 # NLL on its 64 curve segments 12.999, 8.609, 8.448, 8.446, 9.052 nats/sample every 2
 # minutes against 8.493, 8.180, 7.877, 8.486, 9.138 without clipping (all 246 test
-# segments: 9.043 against 9.126): slower at first, and rising again at the end.
+# segments: 9.043 against 9.126): slower at first, and rising again at the end. At lr 3e-4
+# without clipping: 9.627, 9.307, 9.122, 10.605, 8.486 (all segments 8.477): not stable
+# either, and every run stays above the i.i.d. histogram baseline (7.606).
 
 
 def _add_train_wavenet_parser(sub: argparse._SubParsersAction) -> None:
