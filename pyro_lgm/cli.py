@@ -11,7 +11,13 @@ Subcommands:
   write an atomic, resumable checkpoint that also names the model, its options and the
   data, and print the test NLL in nats per image and bits/dim;
 * ``sample`` - rebuild the model of such a checkpoint and write a PNG grid of samples;
-* ``info`` - versions, devices, available flows and targets, image models and data sets.
+* ``train-wavenet`` - train a WaveNet (:class:`pyro_lgm.audio_models.TrainedWaveNet`) on
+  segments of the espeak-ng speech corpus (built on first use), checkpoint it like
+  ``train`` and print the test NLL in nats and bits per sample;
+* ``sample-audio`` - rebuild such a WaveNet, generate audio of any length and write WAV
+  files (and optionally a PNG of the waveforms);
+* ``info`` - versions, devices, available flows and targets, image models and data sets,
+  audio models.
 
 A bad option value exits with status 2 and a one-line message on stderr.
 
@@ -131,6 +137,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _bits(text: str) -> int:
+    value = _int_at_least(1, "an integer in 1..16")(text)
+    if value > 16:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..16, got {text!r}")
+    return value
+
+
 def parse_device(text: str) -> torch.device:
     """``argparse`` type of a ``--device`` option: ``cpu``, ``cuda`` or ``cuda:N``, checked now.
 
@@ -169,14 +182,24 @@ def parse_device(text: str) -> torch.device:
 
 
 def _png_path(text: str) -> str:
-    if not text.lower().endswith(".png"):
-        raise argparse.ArgumentTypeError(f"expected a path ending in .png, got {text!r}")
+    return _output_path(text, ".png")
+
+
+def _wav_path(text: str) -> str:
+    return _output_path(text, ".wav")
+
+
+def _output_path(text: str, suffix: str) -> str:
+    """An argparse check of an output file: ``suffix`` (any case), an existing directory,
+    and a file this process can write."""
+    if not text.lower().endswith(suffix):
+        raise argparse.ArgumentTypeError(f"expected a path ending in {suffix}, got {text!r}")
     directory = os.path.dirname(os.path.abspath(text))
     if not os.path.isdir(directory):
         raise argparse.ArgumentTypeError(f"directory {directory!r} does not exist")
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a directory, expected a file path")
-    # checked before training, by opening the file as the plot will: an existing file is
+    # checked before any work, by opening the file as the writer will: an existing file is
     # opened for appending (its bytes are kept), a new one is created and removed again
     existed = os.path.exists(text)
     try:
@@ -261,12 +284,14 @@ def _parser() -> _Parser:
     )
     _add_train_parser(sub)
     _add_sample_parser(sub)
+    _add_train_wavenet_parser(sub)
+    _add_sample_audio_parser(sub)
     sub.add_parser(
         "info",
-        help="print versions, devices, flows, targets, image models and data sets",
+        help="print versions, devices, flows, targets, image models, data sets, audio models",
         description=(
-            "Print versions, devices, available flows and toy targets, image models and "
-            "image data sets."
+            "Print versions, devices, available flows and toy targets, image models, "
+            "image data sets and the audio models (WaveNet)."
         ),
     )
     return parser
@@ -386,6 +411,205 @@ def _add_sample_parser(sub: argparse._SubParsersAction) -> None:
         help="also write the hierarchy panels of a VAE (hvae, pixelvae): OUT-z<l>.png varies "
         "latent layer l only along each row, OUT-pixels.png the pixel-level noise only "
         "(--nrow images per row, default 8; ceil(num / nrow) rows)",
+    )
+
+
+# ``train-wavenet --clip``: no clipping unless asked for, for both outputs. The gradient of
+# the loss (nats per sample) of the default 16-bit mixture had norms of 30 to 300 in its
+# first 80 steps (the categorical's: 0.2 to 3). Clipping at 1 (every step clipped) did not
+# cure the mixture's instability at lr 1e-3 in a rerun of benchmarks/results/wavenet.md
+# section 1 with `--clip 1` (same corpus, seed and 10 CPU-minutes; 2026-12-01, 2-core CPU):
+# NLL on its 64 curve segments 12.999, 8.609, 8.448, 8.446, 9.052 nats/sample every 2
+# minutes against 8.493, 8.180, 7.877, 8.486, 9.138 without clipping (all 246 test
+# segments: 9.043 against 9.126): slower at first, and rising again at the end. At lr 3e-4
+# without clipping: 9.627, 9.307, 9.122, 10.605, 8.486 (all segments 8.477): not stable
+# either, and every run stays above the i.i.d. histogram baseline (7.606).
+
+
+def _add_train_wavenet_parser(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train-wavenet",
+        help="train a WaveNet on the espeak-ng speech corpus and checkpoint it",
+        description=(
+            "Train a WaveNet by maximum likelihood on segments of the espeak-ng speech corpus "
+            "(pyro_lgm.data.build_speech_corpus; built into --corpus with a progress bar when "
+            "it holds no manifest.json, which needs the espeak-ng program), write a resumable "
+            "checkpoint that also holds the model's options (so `pyro-lgm sample-audio` can "
+            "rebuild it) and print the test NLL over every segment of the test split in "
+            "nats per sample and bits per sample. The model options (--output, --bits, "
+            "--speaker, --segment, --channels, --layers, --stacks, --mixtures) default to "
+            "the checkpoint's with --resume, and must match it if given."
+        ),
+    )
+    train.add_argument(
+        "--corpus",
+        metavar="DIR",
+        help="the speech corpus folder, built there if it has no manifest.json (required; "
+        "with --resume the checkpoint's by default)",
+    )
+    train.add_argument(
+        "--output",
+        choices=["categorical", "logistic_mixture"],
+        help="categorical: a softmax over mu-law companded levels (WaveNet's); "
+        "logistic_mixture: a discretized logistic mixture over linear levels (Parallel "
+        "WaveNet's teacher) (default: categorical)",
+    )
+    train.add_argument(
+        "--bits",
+        type=_bits,
+        help="levels are 0 .. 2^bits - 1 (default: 8 for categorical, 16 for logistic_mixture)",
+    )
+    train.add_argument(
+        "--speaker",
+        action="store_true",
+        default=None,
+        help="condition on the speaker (the corpus's voice; global conditioning): "
+        "`sample-audio` then needs --speaker ID",
+    )
+    train.add_argument(
+        "--segment",
+        type=_positive_int,
+        help="training segment length in samples; the test split is cut the same way "
+        "(default: 4096)",
+    )
+    train.add_argument(
+        "--channels",
+        type=_positive_int,
+        help="residual and dilation channels; the skip channels are twice this (default: 32)",
+    )
+    train.add_argument(
+        "--layers",
+        type=_positive_int,
+        help="layers per stack, dilations 1, 2, ..., 2^(layers-1) (default: 10)",
+    )
+    train.add_argument(
+        "--stacks", type=_positive_int, help="how often the dilations repeat (default: 1)"
+    )
+    train.add_argument(
+        "--mixtures",
+        type=_positive_int,
+        help="mixture components of logistic_mixture (default: 5)",
+    )
+    length = train.add_mutually_exclusive_group()
+    length.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="optimization steps in total (a --resume run continues up to it; default 1000)",
+    )
+    length.add_argument(
+        "--minutes",
+        type=_positive_float,
+        help="train for at most this many minutes of wall time, evaluation included (the "
+        "step count is set from the speed of the first steps and the run stops early if "
+        "the time is up; with --resume: more minutes)",
+    )
+    train.add_argument(
+        "--batch-size", type=_positive_int, default=8, help="segments per batch (default: 8)"
+    )
+    train.add_argument(
+        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)"
+    )
+    train.add_argument(
+        "--clip",
+        type=_positive_float,
+        help="clip the gradient's global norm (of the loss in nats per sample) at this "
+        "value (default: no clipping). The 16-bit logistic_mixture's test NLL rises again "
+        "after 6-8 CPU-minutes at lr 1e-3 with or without --clip 1",
+    )
+    train.add_argument(
+        "--checkpoint",
+        default="wavenet.pt",
+        help="checkpoint file, written atomically at every evaluation and at the end "
+        "(default: wavenet.pt)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --checkpoint if it exists (its model options are kept)",
+    )
+    train.add_argument(
+        "--device",
+        type=parse_device,
+        default="cpu",
+        help="torch device: cpu, cuda, cuda:N (default: cpu)",
+    )
+    train.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default: 0)")
+    train.add_argument(
+        "--eval-every",
+        type=_positive_int,
+        help="evaluate the test NLL (and checkpoint) every this many steps (default: a tenth "
+        "of the steps)",
+    )
+    train.add_argument(
+        "--quiet", action="store_true", help="no progress and no header: only the results"
+    )
+
+
+def _add_sample_audio_parser(sub: argparse._SubParsersAction) -> None:
+    sample = sub.add_parser(
+        "sample-audio",
+        help="generate audio from a `pyro-lgm train-wavenet` checkpoint into WAV files",
+        description=(
+            "Rebuild the WaveNet of a `pyro-lgm train-wavenet` checkpoint, generate audio "
+            "sample by sample (any length, not only the training segment's), write it as "
+            "16-bit PCM mono WAV files at the corpus's sample rate and, with --plot, a PNG "
+            "with one waveform panel per sample; print the generation speed."
+        ),
+    )
+    sample.add_argument(
+        "--checkpoint",
+        default="wavenet.pt",
+        help="a `pyro-lgm train-wavenet` checkpoint (default: wavenet.pt)",
+    )
+    length = sample.add_mutually_exclusive_group()
+    length.add_argument(
+        "--seconds",
+        type=_positive_float,
+        help="duration of each sample in seconds (default: 1.0)",
+    )
+    length.add_argument("--length", type=_positive_int, help="or its length in audio samples")
+    sample.add_argument(
+        "--num", type=_positive_int, default=1, help="how many samples (default: 1)"
+    )
+    sample.add_argument(
+        "--speaker",
+        type=_nonneg_int,
+        metavar="ID",
+        help="the speaker (voice) id: required for a speaker-conditioned model (0 .. "
+        "speakers - 1), refused for an unconditional one",
+    )
+    sample.add_argument(
+        "--method",
+        choices=["cached", "naive"],
+        default="cached",
+        help="cached: per-layer queues, O(layers) work per sample (fast); naive: a full "
+        "network pass per sample. Both give the same audio for the same --seed "
+        "(default: cached)",
+    )
+    sample.add_argument(
+        "--out",
+        type=_wav_path,
+        default="samples.wav",
+        help="the WAV file to write; with --num N > 1: STEM-0.wav ... STEM-(N-1).wav "
+        "instead (default: samples.wav)",
+    )
+    sample.add_argument(
+        "--plot",
+        type=_png_path,
+        metavar="PNG",
+        help="also write a PNG with one waveform panel per sample (time in seconds)",
+    )
+    sample.add_argument(
+        "--device",
+        type=parse_device,
+        default="cpu",
+        help="torch device: cpu, cuda, cuda:N (default: cpu)",
+    )
+    sample.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default: 0)")
+    sample.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (one is shown on stderr from 1000 samples on)",
     )
 
 
@@ -613,6 +837,13 @@ def _info() -> int:
         where = "bundled" if not d.needs_data_dir else "needs --data-dir"
         c, h, w = d.shape
         print(f"  {name}: {c}x{h}x{w}, {d.bits}-bit, {where}; {d.description}")
+    import shutil
+
+    espeak = "found" if shutil.which("espeak-ng") else "not found: needed to build a corpus"
+    print("audio models (pyro-lgm train-wavenet, then pyro-lgm sample-audio):")
+    print("  wavenet: output categorical (8-bit mu-law levels) or logistic_mixture (16-bit")
+    print("      linear levels), optionally speaker-conditioned (--speaker)")
+    print(f"  data: the espeak-ng speech corpus, --corpus DIR (espeak-ng {espeak})")
     return 0
 
 
@@ -654,45 +885,54 @@ def _load_image_data(name: str, data_dir: str | None) -> Any:
 
 def _steps_for_minutes(
     model: torch.nn.Module,
-    train_x: torch.Tensor,
-    test_x: torch.Tensor,
+    train_x: torch.Tensor | tuple[torch.Tensor, ...],
+    test_x: torch.Tensor | tuple[torch.Tensor, ...],
     batch_size: int,
     lr: float,
     seconds: float,
     eval_every: int | None,
     device: torch.device,
+    eval_part: int = 256,
 ) -> int:
     """How many steps fit in ``seconds``: a copy of ``model`` is timed on a few training
-    steps and on part of an evaluation pass (the calibration time is part of the budget)."""
+    steps and on part of an evaluation pass (the calibration time is part of the budget).
+
+    ``train_x`` / ``test_x``: a tensor, or a tuple ``(x, context)`` of tensors sharing their
+    first dimension (the model is called as ``model(*batch)``); ``eval_part``: at most this
+    many test examples are timed."""
     import copy
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    train = train_x if isinstance(train_x, tuple) else (train_x,)
+    test = test_x if isinstance(test_x, tuple) else (test_x,)
     start = time.perf_counter()
     probe = copy.deepcopy(model).to(device)
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
-    n = train_x.shape[0]
+    n = train[0].shape[0]
     budget = min(10.0, 0.05 * seconds)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        batch = train_x[torch.randint(n, (min(batch_size, n),))].to(device)
+        index = torch.randint(n, (min(batch_size, n),))
+        batch = tuple(t[index].to(device) for t in train)
         times = []
         while len(times) < 3 or (sum(times[1:]) < budget and len(times) < 200):
             t = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            probe(batch).backward()
+            probe(*batch).backward()
             opt.step()
             sync()
             times.append(time.perf_counter() - t)
         per_step = sum(times[1:]) / (len(times) - 1)
-        part = test_x[: min(256, test_x.shape[0])].to(device)
+        n_test = test[0].shape[0]
+        part = tuple(t[: min(eval_part, n_test)].to(device) for t in test)
         t = time.perf_counter()
         with torch.no_grad():
             probe.eval()
-            probe(part)
+            probe(*part)
         sync()
-        per_eval = (time.perf_counter() - t) * test_x.shape[0] / part.shape[0]
+        per_eval = (time.perf_counter() - t) * n_test / part[0].shape[0]
     del probe, opt
     left = seconds - (time.perf_counter() - start)
     # evaluations: one every eval_every steps (default: 10) and one at the end
@@ -884,22 +1124,357 @@ def _write_png_atomically(
     images: torch.Tensor, path: str, levels: int, nrow: int | None, save: Callable[..., Any]
 ) -> None:
     """``save(images, tmp, ...)`` into a temporary file next to ``path``, then renamed."""
+    _write_atomically(path, lambda tmp: save(images, tmp, levels=levels, nrow=nrow))
+
+
+def _write_atomically(path: str, write: Callable[[str], Any]) -> None:
+    """``write(tmp)`` into a temporary file next to ``path`` (same suffix), then renamed
+    over ``path``: a reader never sees a half-written file."""
     import contextlib
     import tempfile
 
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".png", dir=directory)
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=directory)
     os.close(fd)
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; a PNG is not
-        save(images, tmp, levels=levels, nrow=nrow)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; a PNG or WAV is not
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+# ------------------------------------------------------------------------ audio models
+
+#: ``train-wavenet`` option -> (default, how the checkpoint's metadata holds it)
+_WAVENET_DEFAULTS: dict[str, Any] = {
+    "output": "categorical",
+    "bits": None,  # 8 for categorical, 16 for logistic_mixture
+    "speaker": False,
+    "segment": 4096,
+    "channels": 32,
+    "layers": 10,
+    "stacks": 1,
+    "mixtures": 5,
+}
+
+
+def _wavenet_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``train-wavenet`` options of a checkpoint's metadata."""
+    o = meta["options"]
+    return {
+        "output": o["output"],
+        "bits": o["bits"],
+        "speaker": o["num_classes"] is not None,
+        "segment": meta["segment"],
+        "channels": o["residual_channels"],
+        "layers": o["layers_per_stack"],
+        "stacks": o["stacks"],
+        "mixtures": o["num_mixtures"],
+    }
+
+
+def _read_manifest(corpus: str) -> dict[str, Any]:
+    import json
+
+    with open(os.path.join(corpus, "manifest.json")) as f:
+        manifest = json.load(f)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("settings"), dict):
+        raise _UsageError(f"--corpus {corpus!r}: manifest.json is not a speech corpus manifest")
+    return manifest
+
+
+def _speech_split(corpus: str, split: str, segment: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(segments (N, segment) in [-1, 1], speaker ids (N,))`` of one split (hop = segment;
+    an utterance shorter than a segment is zero-padded to one)."""
+    from pyro_lgm.data.speech import load_speech_corpus, speech_segments
+
+    waves, speakers = load_speech_corpus(corpus, split)
+    if not waves:
+        raise _UsageError(f"--corpus {corpus!r}: the {split} split holds no utterances")
+    pieces, ids = [], []
+    for w, who in zip(waves, speakers.tolist()):
+        piece = speech_segments([w], segment)
+        pieces.append(piece)
+        ids.append(torch.full((piece.shape[0],), who, dtype=torch.long))
+    return torch.cat(pieces), torch.cat(ids)
+
+
+def _train_wavenet(args: argparse.Namespace) -> int:
+    try:
+        return _run_train_wavenet(args)
+    except _UsageError as e:
+        print(f"pyro-lgm train-wavenet: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_train_wavenet(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from pyro_lgm.audio_models import TrainedWaveNet, read_wavenet_metadata
+    from pyro_lgm.data import speech
+    from pyro_lgm.train import TrainingDivergedError, fit
+
+    start = time.perf_counter()
+    say = (lambda *a: None) if args.quiet else print
+    checkpoint = args.checkpoint
+    given = {k: getattr(args, k) for k in _WAVENET_DEFAULTS if getattr(args, k) is not None}
+    settings = dict(_WAVENET_DEFAULTS)
+    corpus, saved_step, meta = args.corpus, 0, None
+    if args.resume and os.path.exists(checkpoint):
+        try:
+            ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            meta = read_wavenet_metadata(ckpt, checkpoint)
+            saved_step = int(ckpt["step"])
+        except Exception as e:  # not a checkpoint of ours, unreadable, ...
+            raise _UsageError(f"--resume: cannot resume from {checkpoint}: {e}") from None
+        saved = _wavenet_settings(meta)
+        changed = sorted(k for k in given if given[k] != saved[k])
+        if changed:
+            got = ", ".join(f"--{k} {given[k]!r} (saved {saved[k]!r})" for k in changed)
+            raise _UsageError(f"--resume keeps the model's options; {got}")
+        settings.update(saved)
+        if corpus is None:
+            corpus = meta.get("corpus")
+        del ckpt
+    else:
+        settings.update(given)
+    if corpus is None:
+        raise _UsageError("--corpus DIR is required (the speech corpus folder)")
+    if settings["output"] == "categorical" and "mixtures" in given:
+        raise _UsageError("--mixtures: only with --output logistic_mixture")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint))):
+        raise _UsageError(f"--checkpoint {checkpoint!r}: its directory does not exist")
+    if os.path.isdir(checkpoint):
+        raise _UsageError(f"--checkpoint {checkpoint!r} is a directory, expected a file path")
+    clip = args.clip
+    ch = settings["channels"]
+    options = {
+        "residual_channels": ch,
+        "dilation_channels": ch,
+        "skip_channels": 2 * ch,
+        "layers_per_stack": settings["layers"],
+        "stacks": settings["stacks"],
+        "output": settings["output"],
+        "bits": settings["bits"],
+        "num_mixtures": settings["mixtures"],
+    }
+    try:  # the options' own checks, before the corpus is built or read
+        TrainedWaveNet(settings["segment"], **options)
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+
+    # the corpus: built when it has no manifest (needs espeak-ng)
+    if os.path.exists(corpus) and not os.path.isdir(corpus):
+        raise _UsageError(f"--corpus {corpus!r} is a file, expected a folder")
+    if not os.path.exists(os.path.join(corpus, "manifest.json")):
+        t = time.perf_counter()
+        try:
+            speech.build_speech_corpus(corpus, progress=not args.quiet)
+        except FileNotFoundError as e:
+            raise _UsageError(
+                f"--corpus {corpus!r} holds no corpus (no manifest.json): {e}"
+            ) from None
+        except (OSError, subprocess.CalledProcessError) as e:
+            message = f"building the corpus in {corpus!r} failed: {e}"
+            print(f"pyro-lgm train-wavenet: error: {message}", file=sys.stderr)
+            return 1
+        took = time.perf_counter() - t
+        say(f"built the speech corpus in {corpus} with espeak-ng in {took:.1f} s")
+    manifest = _read_manifest(corpus)
+    rate = int(manifest["settings"].get("sample_rate", 16000))
+    voices = list(manifest["settings"].get("voices", []))
+    try:
+        train_x, train_s = _speech_split(corpus, "train", settings["segment"])
+        test_x, test_s = _speech_split(corpus, "test", settings["segment"])
+    except (FileNotFoundError, ValueError) as e:
+        raise _UsageError(f"--corpus {corpus!r}: {e}") from None
+    if settings["speaker"]:
+        options["num_classes"] = len(voices)
+    torch.manual_seed(args.seed)  # the initial weights depend on --seed only
+    model = TrainedWaveNet(
+        settings["segment"],
+        sample_rate=rate,
+        corpus=os.path.abspath(corpus),
+        voices=voices if settings["speaker"] else None,
+        **options,
+    )
+    if meta is not None and (model.speakers, rate) != (meta["speakers"], meta["sample_rate"]):
+        raise _UsageError(
+            f"--corpus {corpus!r}: {model.speakers or 'no'} speakers at {rate} Hz, the "
+            f"checkpoint's model has {meta['speakers'] or 'no'} speakers at "
+            f"{meta['sample_rate']} Hz"
+        )
+    train_q, test_q = model.audio_to_levels(train_x), model.audio_to_levels(test_x)
+    train = (train_q, train_s) if model.speakers else train_q
+    test = (test_q, test_s) if model.speakers else test_q
+    dev = args.device
+    seg = settings["segment"]
+    started = time.perf_counter()
+    if args.minutes is not None:
+        torch.manual_seed(args.seed)
+        steps = saved_step + _steps_for_minutes(
+            model,
+            train,
+            test,
+            args.batch_size,
+            args.lr,
+            60.0 * args.minutes,
+            args.eval_every,
+            dev,
+            eval_part=32,
+        )
+    else:
+        steps = args.steps if args.steps is not None else 1000
+    eval_every = args.eval_every or max(1, steps // 10)
+    n_params = sum(p.numel() for p in model.parameters())
+    coding = "mu-law" if model.output == "categorical" else "linear"
+    who = f", conditioned on {model.speakers} speakers" if model.speakers else ""
+    say(
+        f"pyro-lgm train-wavenet: WaveNet {model.output} ({model.bits}-bit {coding} levels"
+        f"{who}; {n_params} parameters, receptive field {model.receptive_field} samples)"
+    )
+    say(
+        f"corpus={corpus} ({rate} Hz; {len(train_q)} train / {len(test_q)} test segments of "
+        f"{seg} samples)"
+    )
+    resumed = f" (resuming at step {saved_step})" if saved_step else ""
+    say(
+        f"steps={steps}{resumed} batch_size={args.batch_size} lr={args.lr:g} "
+        f"clip={'none' if clip is None else f'{clip:g}'} seed={args.seed} device={dev} "
+        f"checkpoint={checkpoint}"
+    )
+    try:
+        result = fit(
+            model,
+            train,
+            loss=lambda m, *batch: m(*batch),
+            steps=steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            clip_grad_norm=clip,
+            eval_data=test,
+            eval_every=eval_every,
+            eval_batch_size=max(args.batch_size, 32),
+            checkpoint=checkpoint,
+            checkpoint_every=eval_every,
+            resume=args.resume,
+            progress=not args.quiet,
+            time_limit=None
+            if args.minutes is None
+            else max(1.0, 60.0 * args.minutes - (time.perf_counter() - started)),
+            seed=args.seed,
+            device=dev,
+        )
+    except TrainingDivergedError as e:
+        hint = "a smaller --lr" + (" or a --clip" if clip is None else " or a smaller --clip")
+        print(f"pyro-lgm train-wavenet: error: {e} (try {hint})", file=sys.stderr)
+        return 1
+    nll = result.eval_loss[-1]  # the loss is in nats per sample
+    print(
+        f"test NLL: {nll:.4f} nats/sample, {nll / math.log(2):.4f} bits/sample "
+        f"({len(test_q)} test segments of {seg} samples, step {result.steps})"
+    )
+    say(f"wrote {checkpoint}")
+    say(f"wall time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _sample_audio(args: argparse.Namespace) -> int:
+    from pyro_lgm.audio_models import load_trained_wavenet
+    from pyro_lgm.data.audio import write_wav
+
+    def fail(message: str) -> int:
+        print(f"pyro-lgm sample-audio: error: {message}", file=sys.stderr)
+        return 2
+
+    path = args.checkpoint
+    if not os.path.isfile(path):
+        return fail(f"--checkpoint {path!r}: no such file")
+    try:
+        model, ckpt = load_trained_wavenet(path)
+    except ValueError as e:  # the message starts with the path
+        return fail(f"--checkpoint {e}")
+    n = model.speakers
+    names = ""
+    if model.voices:
+        names = f" ({', '.join(f'{i}: {v}' for i, v in enumerate(model.voices))})"
+    if n is None and args.speaker is not None:
+        return fail(f"--speaker {args.speaker}: the model of {path} is not speaker-conditioned")
+    if n is not None and args.speaker is None:
+        return fail(f"--speaker ID is required: the model is conditioned on {n} speakers{names}")
+    if n is not None and args.speaker >= n:
+        return fail(f"--speaker {args.speaker}: expected an id in 0..{n - 1}{names}")
+    rate = model.sample_rate
+    length = args.length
+    if length is None:
+        length = max(1, round((args.seconds if args.seconds is not None else 1.0) * rate))
+    stem = args.out[: -len(".wav")]
+    files = [args.out] if args.num == 1 else [f"{stem}-{i}.wav" for i in range(args.num)]
+    dev = args.device
+    model.to(dev).eval()
+    torch.manual_seed(args.seed)
+    gen = torch.Generator(device=dev).manual_seed(args.seed)
+    t = time.perf_counter()
+    audio = model.sample(
+        args.num,
+        length=length,
+        speaker=args.speaker,
+        method=args.method,
+        generator=gen,
+        progress=not args.quiet and length >= 1000,
+    )
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    elapsed = time.perf_counter() - t
+    audio = audio.cpu()
+    voice = ""
+    if args.speaker is not None:
+        voice = f", speaker {args.speaker}"
+        if model.voices:
+            voice += f" ({model.voices[args.speaker]})"
+    for file, x in zip(files, audio):
+        _write_atomically(file, lambda tmp, x=x: write_wav(tmp, x, rate))
+        print(f"wrote {file}: {length} samples ({length / rate:.3f} s at {rate} Hz{voice})")
+    if args.plot:
+        titles = [f"{os.path.basename(f)}{voice}" for f in files]
+        _write_atomically(args.plot, lambda tmp: _plot_waveforms(tmp, audio, rate, titles))
+        print(f"wrote {args.plot}: {args.num} waveform panel{'s' if args.num > 1 else ''}")
+    total = args.num * length
+    print(
+        f"generated {args.num} x {length} = {total} samples in {elapsed:.2f} s: "
+        f"{total / max(elapsed, 1e-9):.0f} samples/s ({args.method}; checkpoint step "
+        f"{ckpt['step']})"
+    )
+    return 0
+
+
+def _plot_waveforms(path: str, audio: torch.Tensor, rate: int, titles: list[str]) -> None:
+    """A PNG with one panel per waveform of ``audio`` ``(N, T)``; time axis in seconds."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    num, length = audio.shape
+    t = torch.arange(length, dtype=torch.float64) / rate
+    fig, axes = plt.subplots(
+        num, 1, figsize=(10, 1.8 + 1.6 * num), sharex=True, squeeze=False, constrained_layout=True
+    )
+    for ax, x, title in zip(axes[:, 0], audio, titles):
+        ax.plot(t.numpy(), x.double().numpy(), lw=0.5, color="tab:blue")
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_xlim(0, length / rate)
+        ax.set_ylabel("amplitude")
+        ax.set_title(title, fontsize=9)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------- main
@@ -927,4 +1502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train(args)
     if args.command == "sample":
         return _sample(args)
+    if args.command == "train-wavenet":
+        return _train_wavenet(args)
+    if args.command == "sample-audio":
+        return _sample_audio(args)
     return _info()
