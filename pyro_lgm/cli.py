@@ -414,16 +414,15 @@ def _add_sample_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
-# ``train-wavenet --clip``: no clipping unless asked for, for both outputs. The gradient of
-# the loss (nats per sample) of the default 16-bit mixture had norms of 30 to 300 in its
-# first 80 steps (the categorical's: 0.2 to 3). Clipping at 1 (every step clipped) did not
-# cure the mixture's instability at lr 1e-3 in a rerun of benchmarks/results/wavenet.md
-# section 1 with `--clip 1` (same corpus, seed and 10 CPU-minutes; 2026-12-01, 2-core CPU):
-# NLL on its 64 curve segments 12.999, 8.609, 8.448, 8.446, 9.052 nats/sample every 2
-# minutes against 8.493, 8.180, 7.877, 8.486, 9.138 without clipping (all 246 test
-# segments: 9.043 against 9.126): slower at first, and rising again at the end. At lr 3e-4
-# without clipping: 9.627, 9.307, 9.122, 10.605, 8.486 (all segments 8.477): not stable
-# either, and every run stays above the i.i.d. histogram baseline (7.606).
+# ``train-wavenet --clip`` / ``--cosine``: no clipping unless asked for, for both outputs.
+# The gradient of the loss (nats per sample) of the default 16-bit mixture had norms of 30 to
+# 300 in its first 80 steps (the categorical's: 0.2 to 3). Clipping at 1 did not cure the
+# mixture's instability at a constant lr 1e-3 (benchmarks/results/wavenet.md section 1, same
+# corpus, seed and 10 CPU-minutes; 2026-12-01, 2-core CPU): its curve rose again at the end
+# (all test segments 9.043 against 9.126 unclipped), nor did a constant lr 3e-4. What did: lr
+# 1e-3 decayed to 0 by a cosine over the budget (benchmarks/wavenet.py --cosine; 15
+# CPU-minutes): a steadily falling curve and 7.309 nats per sample, below the i.i.d.
+# histogram's 7.606. ``--cosine`` is the same schedule over the run's steps.
 
 
 def _add_train_wavenet_parser(sub: argparse._SubParsersAction) -> None:
@@ -513,8 +512,14 @@ def _add_train_wavenet_parser(sub: argparse._SubParsersAction) -> None:
         "--clip",
         type=_positive_float,
         help="clip the gradient's global norm (of the loss in nats per sample) at this "
-        "value (default: no clipping). The 16-bit logistic_mixture's test NLL rises again "
-        "after 6-8 CPU-minutes at lr 1e-3 with or without --clip 1",
+        "value (default: no clipping)",
+    )
+    train.add_argument(
+        "--cosine",
+        action="store_true",
+        help="decay the learning rate from --lr to 0 by a cosine over the run's steps (with "
+        "--resume: over the steps of the run that started it). The 16-bit logistic_mixture "
+        "needs it: at a constant lr 1e-3 its test NLL rises again after 6-8 CPU-minutes",
     )
     train.add_argument(
         "--checkpoint",
@@ -1346,7 +1351,8 @@ def _run_train_wavenet(args: argparse.Namespace) -> int:
     resumed = f" (resuming at step {saved_step})" if saved_step else ""
     say(
         f"steps={steps}{resumed} batch_size={args.batch_size} lr={args.lr:g} "
-        f"clip={'none' if clip is None else f'{clip:g}'} seed={args.seed} device={dev} "
+        f"clip={'none' if clip is None else f'{clip:g}'}{' cosine' if args.cosine else ''} "
+        f"seed={args.seed} device={dev} "
         f"checkpoint={checkpoint}"
     )
     try:
@@ -1358,6 +1364,11 @@ def _run_train_wavenet(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             clip_grad_norm=clip,
+            scheduler=(
+                (lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps))
+                if args.cosine
+                else None
+            ),
             eval_data=test,
             eval_every=eval_every,
             eval_batch_size=max(args.batch_size, 32),
