@@ -398,6 +398,9 @@ def run_generation(args, clock: Clock, result: dict, log) -> None:
 # ----------------------------------------------------------------------------- distill
 
 
+QUIET = 2.0**-10  # |x| below this (32 steps of 16-bit audio) counts as near-silence
+
+
 def run_distill(args, clock: Clock, result: dict, log) -> None:
     """Probability density distillation of a logistic-mixture teacher into a Parallel
     WaveNet student (bounded to (-1, 1), where the teacher's continuous density lives)."""
@@ -466,6 +469,10 @@ def run_distill(args, clock: Clock, result: dict, log) -> None:
         v = v.double().cpu()
         return float(v.mean()), float(v.std()) / math.sqrt(v.numel())
 
+    def quiet(x: torch.Tensor) -> float:
+        """The fraction of samples within QUIET of zero (near-silence)."""
+        return float((x.abs() < QUIET).double().mean())
+
     result.update(
         {
             "teacher_config": tconfig,
@@ -480,6 +487,7 @@ def run_distill(args, clock: Clock, result: dict, log) -> None:
             "student_samples_per_s": round(n * length / student_s, 1),
             "teacher_samples_per_s": round(n * length / teacher_s, 1),
             "speedup": round(teacher_s / student_s, 1),
+            "quiet_fraction": {"student": quiet(xs), "teacher": quiet(xt)},
         }
     )
     a, b, k = ms(lp_s), ms(lp_t), ms(kl)
@@ -495,7 +503,8 @@ def run_distill(args, clock: Clock, result: dict, log) -> None:
         f"\nKL(student || teacher) estimate: {k[0]:.4f} ± {k[1]:.4f} nats per sample after "
         f"{steps} steps ({args.minutes:g} {clock.kind}-min); generation speed-up "
         f"{teacher_s / student_s:.1f}x. The teacher's density is the continuous (untruncated) "
-        "logistic mixture; higher is better."
+        "logistic mixture; higher is better. Near-silent samples (|x| < 2^-10): "
+        f"{100 * quiet(xs):.1f}% of the student's, {100 * quiet(xt):.1f}% of the teacher's."
     )
     print("\n| budget-min | steps | KL per sample (training estimate) |\n|---|---|---|")
     for r in curve:

@@ -832,5 +832,8 @@ def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, ca
         assert all(math.isfinite(v) for v in dist[key])
     assert dist["student_samples_per_s"] > 0 and dist["speedup"] > 0
     assert "KL(student || teacher) estimate" in out
+    q = dist["quiet_fraction"]
+    assert 0 <= q["student"] <= 1 and 0 <= q["teacher"] <= 1
+    assert f"{100 * q['student']:.1f}% of the student's" in out
     with pytest.raises(SystemExit):  # a categorical model is no distillation teacher
         wn.main(["distill", "--teacher", str(tmp_path / "wn.pt")])
