@@ -772,9 +772,9 @@ def test_flowpp_needs_data_dir_for_mnist():
 # ----------------------------------------------------------------------------- wavenet.py
 
 
-def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, capsys):
-    """``train`` on a corpus built by a stand-in espeak-ng (tones), then ``generation``
-    of the saved model: figures finite, the model saved, cached == naive on a prefix."""
+def _tiny_speech_corpus(tmp_path, monkeypatch):
+    """A small corpus (2 words, 2 voices, 4 rates) built by a stand-in espeak-ng (tones)."""
+    from pyro_lgm.data import build_speech_corpus
     from tests.test_speech_data import FAKE
 
     bindir = tmp_path / "bin"
@@ -782,11 +782,16 @@ def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, ca
     exe = bindir / "espeak-ng"
     exe.write_text(FAKE)
     exe.chmod(0o755)
-    monkeypatch.setenv("PATH", str(bindir))
-    from pyro_lgm.data import build_speech_corpus
+    with monkeypatch.context() as m:
+        m.setenv("PATH", str(bindir))
+        build_speech_corpus(tmp_path / "speech", words=["one", "go"], voices=["a", "b"])
+    return tmp_path / "speech"
 
-    # a small corpus (2 words, 2 voices, 4 rates); the benchmark uses an existing one as is
-    build_speech_corpus(tmp_path / "speech", words=["one", "go"], voices=["a", "b"])
+
+def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, capsys):
+    """``train`` on a corpus built by a stand-in espeak-ng (tones), then ``generation``
+    of the saved model: figures finite, the model saved, cached == naive on a prefix."""
+    _tiny_speech_corpus(tmp_path, monkeypatch)  # the benchmark uses an existing one as is
     wn = _load("wavenet")
     tiny = ["--channels", "4", "--layers", "3", "--segment", "256"]
     argv = ["train", "--corpus", str(tmp_path / "speech"), *tiny, "--minutes", "0.002"]
@@ -837,3 +842,39 @@ def test_wavenet_train_and_generation_on_a_tiny_corpus(tmp_path, monkeypatch, ca
     assert f"{100 * q['student']:.1f}% of the student's" in out
     with pytest.raises(SystemExit):  # a categorical model is no distillation teacher
         wn.main(["distill", "--teacher", str(tmp_path / "wn.pt")])
+
+
+def _wavenet_gpu(args, corpus):
+    env = dict(os.environ, PYTHON=sys.executable, CORPUS=str(corpus), PYTHONPATH=str(ROOT))
+    env.pop("OUT", None)
+    return subprocess.run(
+        ["bash", str(BENCH / "wavenet_gpu.sh"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_wavenet_gpu_refuses_a_missing_corpus_and_bad_options(tmp_path):
+    proc = _wavenet_gpu(["--smoke", str(tmp_path / "o")], tmp_path / "nothing")
+    assert proc.returncode == 2 and "no corpus at" in proc.stderr
+    proc = _wavenet_gpu(["--bogus"], tmp_path)
+    assert proc.returncode == 2 and "unknown option --bogus" in proc.stderr
+
+
+@pytest.mark.slow
+def test_wavenet_gpu_smoke_runs_the_four_steps_on_the_cpu(tmp_path, monkeypatch):
+    """``wavenet_gpu.sh --smoke OUTDIR``: train, generation, train (mixture), distill."""
+    corpus = _tiny_speech_corpus(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    proc = _wavenet_gpu(["--smoke", str(out)], corpus)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("wn-cat", "wn-gen", "wn-mix", "wn-distill"):
+        r = json.loads((out / f"{name}.json").read_text())
+        assert r["device"] == "cpu", name
+        assert (out / f"{name}.md").read_text().startswith("# python"), name
+    assert json.loads((out / "wn-gen.json").read_text())["check_differ"] == 0
+    assert math.isfinite(json.loads((out / "wn-mix.json").read_text())["test"]["nll_per_sample"])
+    assert not list(out.glob("*.pt"))  # the models are not sent back
