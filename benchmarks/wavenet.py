@@ -54,6 +54,7 @@ from bench_train import load_state, save_state
 from pyro_lgm import models
 from pyro_lgm.data import (
     build_speech_corpus,
+    linear_encode,
     load_speech_corpus,
     mu_law_encode,
     speech_segments,
@@ -64,11 +65,11 @@ from pyro_lgm.models import distillation_loss
 
 
 def to_levels(x: torch.Tensor, output: str, bits: int) -> torch.Tensor:
-    """Waveforms in ``[-1, 1]`` as the model's integer levels (floats)."""
-    if output == "categorical":
-        return mu_law_encode(x, 2**bits).to(torch.float32)
-    top = 2**bits - 1
-    return torch.round((x.clamp(-1, 1) + 1) * (top / 2)).to(torch.float32)
+    """Waveforms in ``[-1, 1]`` as the model's integer levels (floats): mu-law for the
+    categorical output, linear (``data.linear_encode``, exact on the 16-bit PCM grid) for
+    the mixture."""
+    encode = mu_law_encode if output == "categorical" else linear_encode
+    return encode(x.clamp(-1, 1), 2**bits).to(torch.float32)
 
 
 def load_data(args: argparse.Namespace) -> dict:

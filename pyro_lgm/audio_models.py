@@ -37,7 +37,7 @@ from torch import nn
 
 from pyro_lgm import distributions as lgm_dist
 from pyro_lgm import models
-from pyro_lgm.data.audio import mu_law_decode, mu_law_encode
+from pyro_lgm.data.audio import linear_decode, linear_encode, mu_law_decode, mu_law_encode
 
 __all__ = ["METADATA_FORMAT", "TrainedWaveNet", "load_trained_wavenet", "read_wavenet_metadata"]
 
@@ -196,10 +196,8 @@ class TrainedWaveNet(nn.Module):
             raise ValueError(f"x: expected a floating tensor, got {getattr(x, 'dtype', type(x))}")
         if not bool(torch.isfinite(x).all()) or bool((x.abs() > 1).any()):
             raise ValueError("x: expected finite values in [-1, 1]")
-        if self.output == "categorical":
-            return mu_law_encode(x, self.levels).to(torch.float32)
-        top = self.levels - 1
-        return torch.round((x.double() + 1.0) * (top / 2.0)).clamp(0, top).to(torch.float32)
+        encode = mu_law_encode if self.output == "categorical" else linear_encode
+        return encode(x, self.levels).to(torch.float32)
 
     def levels_to_audio(self, q: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         r"""Integer levels ``(...)`` to audio ``(...)`` in ``[-1, 1]``: the inverse of
@@ -209,15 +207,8 @@ class TrainedWaveNet(nn.Module):
         Raises:
             ValueError: ``q`` holds values that are not levels ``0 .. L - 1``.
         """
-        if not isinstance(q, torch.Tensor):
-            raise ValueError(f"q: expected a tensor, got {type(q).__name__}")
-        if self.output == "categorical":
-            return mu_law_decode(q, self.levels, dtype)
-        qd = q.double()
-        top = self.levels - 1
-        if bool(((qd != qd.round()) | (qd < 0) | (qd > top)).any()):
-            raise ValueError(f"q: expected integer levels in [0, {top}]")
-        return (qd * (2.0 / top) - 1.0).to(dtype)
+        decode = mu_law_decode if self.output == "categorical" else linear_decode
+        return decode(q, self.levels, dtype)
 
     # -- likelihood ---------------------------------------------------------------------
     def _speaker(self, speaker: Any, batch: torch.Size | tuple, device: torch.device) -> Any:

@@ -266,3 +266,33 @@ def test_expand_carries_the_contexts():
     x = e.sample()
     assert x.shape == (5, 3, 4)
     torch.testing.assert_close(e.log_prob(x)[0], d.log_prob(x[0]))
+
+
+def test_linear_levels_keep_every_16_bit_pcm_value_apart():
+    """16-bit WAV values k / 32767 map to 65535 distinct linear levels, and back exactly.
+
+    The benchmark once rounded ``(x + 1) (2^16 - 1) / 2`` in float32, which merged
+    neighbouring PCM values near zero (k = 0 and k = 1 both to level 32768)."""
+    from pyro_lgm.data import linear_decode, linear_encode
+
+    k = torch.arange(-32767, 32768)
+    x = (k.double() / 32767).float()  # what read_wav returns
+    q = linear_encode(x, 2**16)
+    assert q.dtype == torch.int64 and q.unique().numel() == k.numel()
+    assert bool((q[1:] > q[:-1]).all())
+    levels = torch.arange(2**16)
+    assert bool((linear_encode(linear_decode(levels, 2**16, torch.float64), 2**16) == levels).all())
+    assert bool((linear_encode(linear_decode(levels, 2**16), 2**16) == levels).all())  # float32
+    assert linear_decode(torch.tensor([0, 2**16 - 1]), 2**16).tolist() == [-1.0, 1.0]
+    with pytest.raises(ValueError, match="x: expected finite values in"):
+        linear_encode(torch.tensor([1.5]), 256)
+    with pytest.raises(ValueError, match="q: expected integer levels"):
+        linear_decode(torch.tensor([256]), 256)
+
+
+def test_the_benchmark_levels_keep_every_16_bit_pcm_value_apart():
+    from tests.test_benchmarks_cli import _load
+
+    x = (torch.arange(-32767, 32768).double() / 32767).float()
+    q = _load("wavenet").to_levels(x, "logistic_mixture", 16)
+    assert q.unique().numel() == x.numel()

@@ -58,7 +58,7 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
-from pyro_lgm.data import mu_law_decode, mu_law_encode, tones, write_wav
+from pyro_lgm.data import linear_encode, mu_law_decode, mu_law_encode, tones, write_wav
 from pyro_lgm.distributions import WaveNet as WaveNetDistribution
 from pyro_lgm.models import DensityDistillation, ParallelWaveNet, WaveNet, distillation_loss
 from pyro_lgm.testing import assert_autoregressive
@@ -188,10 +188,9 @@ def mu_law_wavenet(steps, length, wav, wav_seconds):
 def parallel_wavenet(teacher_steps, distill_steps, svi_steps, length):
     """Part 4: distil an IAF student into a 16-bit logistic-mixture WaveNet teacher."""
     torch.manual_seed(0)
-    top = 2**16 - 1
 
     def levels(v):  # linear 16-bit levels, as the mixture's bins are linear on [-1, 1]
-        return torch.round((v + 1) * (top / 2))
+        return linear_encode(v, 2**16).float()
 
     x = tones(256, length, sample_rate=RATE, seed=3)
     test = tones(64, length, sample_rate=RATE, seed=4)

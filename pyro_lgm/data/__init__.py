@@ -1,7 +1,15 @@
 """pyro_lgm.data."""
 
 from pyro_lgm.data._paths import DATASETS, load
-from pyro_lgm.data.audio import mu_law_decode, mu_law_encode, read_wav, tones, write_wav
+from pyro_lgm.data.audio import (
+    linear_decode,
+    linear_encode,
+    mu_law_decode,
+    mu_law_encode,
+    read_wav,
+    tones,
+    write_wav,
+)
 from pyro_lgm.data.binarized_mnist import binarize, load_binarized_mnist, read_amat
 from pyro_lgm.data.cifar10 import CIFAR10_CLASSES, load_cifar10
 from pyro_lgm.data.debd import list_debd, load_debd, read_debd_file
@@ -86,6 +94,8 @@ __all__: list[str] = [
     "load_speech_corpus",
     "speech_segments",
     # audio: mu-law companding, synthetic tones, 16-bit PCM WAV
+    "linear_decode",
+    "linear_encode",
     "mu_law_decode",
     "mu_law_encode",
     "read_wav",
