@@ -309,15 +309,15 @@ def read_wavenet_metadata(
             checkpoint of ``pyro-lgm train`` says so).
     """
     from pyro_lgm.image_models import METADATA_FORMAT as IMAGE_FORMAT
+    from pyro_lgm.image_models import extra_state
 
-    state = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
-    meta = state.get("_extra_state") if isinstance(state, Mapping) else None
-    if isinstance(meta, dict) and meta.get("format") == IMAGE_FORMAT:
+    meta = extra_state(checkpoint)
+    if meta is not None and meta.get("format") == IMAGE_FORMAT:
         raise ValueError(
             f"{os.fspath(path)} holds an image model of `pyro-lgm train` ({meta.get('model')}), "
             "not a WaveNet; use `pyro-lgm sample`"
         )
-    if not isinstance(meta, dict) or meta.get("format") != METADATA_FORMAT:
+    if meta is None or meta.get("format") != METADATA_FORMAT:
         raise ValueError(f"{os.fspath(path)} is not a checkpoint of `pyro-lgm train-wavenet`")
     return meta
 

@@ -360,11 +360,18 @@ def read_metadata(checkpoint: Mapping[str, Any], path: str | os.PathLike = "chec
     Raises:
         ValueError: the checkpoint does not hold a :class:`TrainedImageModel`.
     """
-    state = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
-    meta = state.get("_extra_state") if isinstance(state, Mapping) else None
-    if not isinstance(meta, dict) or meta.get("format") != METADATA_FORMAT:
+    meta = extra_state(checkpoint)
+    if meta is None or meta.get("format") != METADATA_FORMAT:
         raise ValueError(f"{os.fspath(path)} is not a checkpoint of `pyro-lgm train`")
     return meta
+
+
+def extra_state(checkpoint: Any) -> dict | None:
+    """The model's ``get_extra_state`` dictionary in a :func:`pyro_lgm.train.fit` checkpoint
+    (where the command-line models keep their metadata), or ``None``."""
+    state = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
+    meta = state.get("_extra_state") if isinstance(state, Mapping) else None
+    return meta if isinstance(meta, dict) else None
 
 
 def load_trained(
