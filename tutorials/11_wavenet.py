@@ -23,30 +23,32 @@ Run::
     python tutorials/11_wavenet.py                 # under a minute of CPU on one thread
     python tutorials/11_wavenet.py --wav tone.wav  # also a WAV of 1 s of generated audio
 
-Measured on 2026-12-01 (one thread, the defaults, 36.7 CPU-s in all (32.3 user + 4.4
-system) on a busy 2-core machine). Part 1: 256-level codes of one tone, SNR mu-law / linear
-38.0 / 44.3 dB at peak 0.9, 37.4 / 25.2 dB at 0.1, 32.6 / 5.1 dB at 0.01: mu-law gives up
-6 dB on a loud signal to keep a quiet one audible. Part 2 prints::
+Measured on 2026-12-01 (one thread, the defaults, 32.4 CPU-s in all (28.3 user + 4.1
+system) on a busy 2-core machine; commit a987ecd, after the 16-bit levels moved to
+``linear_encode``). Part 1: 256-level codes of one tone, SNR mu-law / linear 38.0 / 44.3 dB
+at peak 0.9, 37.4 / 25.2 dB at 0.1, 32.6 / 5.1 dB at 0.01: mu-law gives up 6 dB on a loud
+signal to keep a quiet one audible. Part 2 prints::
 
     k=2 L=3 S=1  R=9   ...........#########@...
     k=2 L=2 S=2  R=8   ............########@...
     k=3 L=3 S=1  R=17  ...#################@...
 
-Part 3 (4 kHz tones, 256 samples a sequence, R = 65, 300 steps of 16 sequences, 15.9 CPU-s):
+Part 3 (4 kHz tones, 256 samples a sequence, R = 65, 300 steps of 16 sequences, 13.1 CPU-s):
 test NLL 3.177 nats = 4.58 bits per sample against 4.918 nats = 7.10 bits for the i.i.d.
 histogram (uniform: 8 bits). Cached and naive sampling drew the same 4 x 256 levels (0
-differ) in 0.47 and 0.93 CPU-s (2.0x); the naive cost grows with the square of the length
+differ) in 0.35 and 0.67 CPU-s (1.9x); the naive cost grows with the square of the length
 (``benchmarks/results/wavenet.md``: 90.3x at 16 000 samples). Part 4: the 16-bit teacher
-(3 logistics, R = 65, 300 steps, gradient norm clipped at 10): test NLL 12.20 bits a sample;
-the student (2 IAF flows, bounded by ``tanh``) moves from a KL estimate of 11.148 to 0.188
+(3 logistics, R = 65, 300 steps, gradient norm clipped at 10): test NLL 12.86 bits a sample;
+the student (2 IAF flows, bounded by ``tanh``) moves from a KL estimate of 9.425 to 0.217
 nats per sample in 200 steps (5.2 CPU-s); the SVI loss equals ``distillation_loss(entropy=
-"sample")`` on the same draws (0.17126 both) and 20 SVI steps take it from 0.175 to 0.169.
-The teacher's log-density per sample is 1.892 for the student's samples, 1.168 for its own
-and 1.938 for real test tones: KL(student || teacher) is mode-seeking, so the student sits
-where the teacher's density is high, while the briefly trained teacher's own samples spread
-wider than the tones. The student drew 16 x 256 samples 75.6x faster than the teacher's
-cached generation. (Without the clipping, a side run of the same teacher went from 11.98 to
-13.90 bits per sample between steps 200 and 250: the 16-bit mixture's training is jumpy.)
+"sample")`` on the same draws (0.18911 both) and 20 SVI steps take it from 0.209 to 0.193.
+The teacher's log-density per sample is 1.761 for the student's samples, 1.611 for its own
+and 1.487 for real test tones: KL(student || teacher) is mode-seeking, so the student sits
+where the teacher's density is high. The student drew 16 x 256 samples 85.9x faster than
+the teacher's cached generation (72x to 86x over runs: the ratio moves with the machine's
+load). (Without the clipping, a side run of the same teacher went from 11.98 to 13.90 bits
+per sample between steps 200 and 250, with the float32 levels of before: the 16-bit
+mixture's training is jumpy.)
 """
 
 import argparse
