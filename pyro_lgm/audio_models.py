@@ -10,9 +10,9 @@ speaker-conditioned model) and the corpus path in its ``state_dict`` (as PyTorch
 Audio and levels: a ``"categorical"`` model sees mu-law companded levels
 (:func:`pyro_lgm.data.mu_law_encode`, WaveNet's 8-bit input), a ``"logistic_mixture"``
 model linear levels :math:`q = \operatorname{round}((x + 1)(L - 1) / 2)`,
-:math:`L = 2^{bits}` (Parallel WaveNet's 16-bit input). :meth:`TrainedWaveNet.audio_to_levels`
-and :meth:`TrainedWaveNet.levels_to_audio` convert; on the grid of levels they are exact
-inverses.
+:math:`L = 2^{bits}` (:func:`pyro_lgm.data.linear_encode`, Parallel WaveNet's 16-bit
+input). :meth:`TrainedWaveNet.audio_to_levels` and :meth:`TrainedWaveNet.levels_to_audio`
+convert; on the grid of levels they are exact inverses.
 
 Example:
     >>> import torch
