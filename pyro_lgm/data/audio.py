@@ -46,6 +46,23 @@ def _levels(levels: object) -> int:
     return levels
 
 
+def _check_audio(x: object) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"x: expected a floating tensor, got {getattr(x, 'dtype', type(x))}")
+    if not bool(torch.isfinite(x).all()) or bool((x.abs() > 1).any()):
+        raise ValueError("x: expected finite values in [-1, 1]")
+
+
+def _check_levels(q: object, levels: int) -> torch.Tensor:
+    """``q`` as float64 after checking it holds integer levels ``0 .. levels - 1``."""
+    if not isinstance(q, torch.Tensor):
+        raise ValueError(f"q: expected a tensor, got {type(q).__name__}")
+    qd = q.double()
+    if bool(((qd != qd.round()) | (qd < 0) | (qd > levels - 1)).any()):
+        raise ValueError(f"q: expected integer levels in [0, {levels - 1}]")
+    return qd
+
+
 def mu_law_encode(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
     r"""Real audio in ``[-1, 1]`` to integer levels ``0 .. levels - 1`` (``int64``).
 
@@ -57,10 +74,7 @@ def mu_law_encode(x: torch.Tensor, levels: int = 256) -> torch.Tensor:
         tensor([  0, 128, 255])
     """
     levels = _levels(levels)
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise ValueError(f"x: expected a floating tensor, got {getattr(x, 'dtype', type(x))}")
-    if not bool(torch.isfinite(x).all()) or bool((x.abs() > 1).any()):
-        raise ValueError("x: expected finite values in [-1, 1]")
+    _check_audio(x)
     mu = levels - 1
     xd = x.double()
     y = torch.sign(xd) * torch.log1p(mu * xd.abs()) / math.log1p(mu)
@@ -79,11 +93,7 @@ def mu_law_decode(
         True
     """
     levels = _levels(levels)
-    if not isinstance(q, torch.Tensor):
-        raise ValueError(f"q: expected a tensor, got {type(q).__name__}")
-    qd = q.double()
-    if bool(((qd != qd.round()) | (qd < 0) | (qd > levels - 1)).any()):
-        raise ValueError(f"q: expected integer levels in [0, {levels - 1}]")
+    qd = _check_levels(q, levels)
     mu = levels - 1
     y = qd * (2.0 / mu) - 1.0
     x = torch.sign(y) * torch.expm1(y.abs() * math.log1p(mu)) / mu
@@ -106,10 +116,7 @@ def linear_encode(x: torch.Tensor, levels: int = 2**16) -> torch.Tensor:
         tensor([  0, 128, 255])
     """
     levels = _levels(levels)
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise ValueError(f"x: expected a floating tensor, got {getattr(x, 'dtype', type(x))}")
-    if not bool(torch.isfinite(x).all()) or bool((x.abs() > 1).any()):
-        raise ValueError("x: expected finite values in [-1, 1]")
+    _check_audio(x)
     top = levels - 1
     return torch.round((x.double() + 1.0) * (top / 2.0)).long().clamp(0, top)
 
@@ -126,11 +133,7 @@ def linear_decode(
         True
     """
     levels = _levels(levels)
-    if not isinstance(q, torch.Tensor):
-        raise ValueError(f"q: expected a tensor, got {type(q).__name__}")
-    qd = q.double()
-    if bool(((qd != qd.round()) | (qd < 0) | (qd > levels - 1)).any()):
-        raise ValueError(f"q: expected integer levels in [0, {levels - 1}]")
+    qd = _check_levels(q, levels)
     return (qd * (2.0 / (levels - 1)) - 1.0).to(dtype)
 
 
