@@ -102,6 +102,11 @@ def train_for_budget(
     return curve
 
 
+def num_params(model: torch.nn.Module) -> int:
+    """The number of parameters (elements) of ``model``."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def save_state(model: torch.nn.Module, config: dict, path: str, prefix: str) -> None:
     """``{"state_dict", "config"}`` written atomically (a temporary file ``.PREFIX-*.pt``
     beside ``path``, then a rename): an interrupted run never leaves half a checkpoint."""

@@ -80,7 +80,7 @@ import time
 
 import torch
 from bench_device import Clock, add_device_args, check_clock, describe, git_commit, info
-from bench_train import load_state, save_state
+from bench_train import load_state, num_params, save_state
 
 from pyro_lgm import models
 
@@ -171,10 +171,6 @@ def describe_model(config: dict) -> str:
         out = k["output"] if k["bits"] is None else f"{k['output']} {k['bits']}-bit"
         size = f"hidden {k['hidden_channels']}, {k['num_layers']} layers, {out}"
     return f"{NAMES[config['model']]} ({size})"
-
-
-def num_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def save_model(model: torch.nn.Module, config: dict, path: str) -> None:

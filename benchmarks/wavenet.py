@@ -49,7 +49,7 @@ import time
 
 import torch
 from bench_device import Clock, add_device_args, check_clock, describe, git_commit, info
-from bench_train import load_state, save_state
+from bench_train import load_state, num_params, save_state
 
 from pyro_lgm import models
 from pyro_lgm.data import (
@@ -110,10 +110,6 @@ def model_config(args: argparse.Namespace, speakers: int | None) -> dict:
 
 def make_model(config: dict) -> torch.nn.Module:
     return models.WaveNet(config["length"], **config["kwargs"])
-
-
-def num_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def save_model(model: torch.nn.Module, config: dict, path: str) -> None:

@@ -25,7 +25,7 @@ from pyro.distributions.torch_transform import TransformModule
 from pyro_lgm.errors import check_finite
 from pyro_lgm.nn.causal1d import CausalConvNet1d
 from pyro_lgm.transforms._cached import CachedTransform
-from pyro_lgm.transforms.autoregressive import AffineFixedPoint
+from pyro_lgm.transforms.autoregressive import AffineFixedPoint, _check_bound, _check_cache_size
 
 __all__ = [
     "ConditionalSequenceIAF",
@@ -33,18 +33,6 @@ __all__ = [
     "conditional_sequence_iaf",
     "sequence_iaf",
 ]
-
-
-def _check_bound(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
-        raise ValueError(f"log_scale_bound: expected a finite positive number, got {value!r}")
-    return float(value)
-
-
-def _check_cache_size(value: object) -> int:
-    if value not in (0, 1) or isinstance(value, bool):
-        raise ValueError(f"cache_size: expected 0 or 1, got {value!r}")
-    return int(value)  # type: ignore[arg-type]
 
 
 def _check_net(net: object, conditional: bool) -> CausalConvNet1d:
